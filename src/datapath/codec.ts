@@ -1,0 +1,254 @@
+import { isIPv4, isIPv6 } from 'node:net';
+import { WeftError } from '../shared/errors.js';
+
+/**
+ * Codecs turn TypeScript values into the bytes of a C struct from bpf/include/ and back.
+ * Struct codecs carry their layout (C name, size, every field's offset and size), which a
+ * kernel test compares with the BTF of the built objects: a drift between C and TS fails loudly.
+ *
+ * Codecs write into caller-provided buffers at an offset, so batch operations encode many
+ * entries into one preallocated native buffer without allocating per entry.
+ */
+export interface Codec<T> {
+  readonly size: number;
+  /** C alignment; defaults to the natural alignment of a scalar of `size` bytes. */
+  readonly align?: number;
+  encode(value: T, buf: Buffer, offset: number): void;
+  decode(buf: Buffer, offset: number): T;
+}
+
+export interface FieldLayout {
+  name: string;
+  offset: number;
+  size: number;
+}
+
+export interface StructCodec<T> extends Codec<T> {
+  /** The struct's name in C (bpf/include/), as BTF knows it. */
+  readonly cName: string;
+  readonly fields: readonly FieldLayout[];
+}
+
+// ---- scalars -----------------------------------------------------------------------------
+
+export const u8: Codec<number> = {
+  size: 1,
+  encode: (v, b, o) => void b.writeUInt8(v, o),
+  decode: (b, o) => b.readUInt8(o),
+};
+/** Host byte order (x86-64 and arm64: little endian). */
+export const u16: Codec<number> = {
+  size: 2,
+  encode: (v, b, o) => void b.writeUInt16LE(v, o),
+  decode: (b, o) => b.readUInt16LE(o),
+};
+export const u32: Codec<number> = {
+  size: 4,
+  encode: (v, b, o) => void b.writeUInt32LE(v >>> 0, o),
+  decode: (b, o) => b.readUInt32LE(o),
+};
+export const s32: Codec<number> = {
+  size: 4,
+  encode: (v, b, o) => void b.writeInt32LE(v, o),
+  decode: (b, o) => b.readInt32LE(o),
+};
+export const u64: Codec<bigint> = {
+  size: 8,
+  encode: (v, b, o) => void b.writeBigUInt64LE(v, o),
+  decode: (b, o) => b.readBigUInt64LE(o),
+};
+/** A u64 that always fits in a JS number (counters, ids); decode throws past 2^53. */
+export const u64n: Codec<number> = {
+  size: 8,
+  encode: (v, b, o) => {
+    b.writeUInt32LE(v % 0x1_0000_0000, o);
+    b.writeUInt32LE(Math.floor(v / 0x1_0000_0000), o + 4);
+  },
+  decode: (b, o) => {
+    const v = b.readUInt32LE(o) + b.readUInt32LE(o + 4) * 0x1_0000_0000;
+    if (!Number.isSafeInteger(v)) throw new WeftError('WEFT_ERR_CODEC', `u64 ${v} exceeds 2^53`);
+    return v;
+  },
+};
+/** Network byte order, e.g. ports (__be16). */
+export const be16: Codec<number> = {
+  size: 2,
+  encode: (v, b, o) => void b.writeUInt16BE(v, o),
+  decode: (b, o) => b.readUInt16BE(o),
+};
+export const be32: Codec<number> = {
+  size: 4,
+  encode: (v, b, o) => void b.writeUInt32BE(v >>> 0, o),
+  decode: (b, o) => b.readUInt32BE(o),
+};
+
+/** An IPv4 address as dotted quad ↔ 4 bytes in network order (__be32). */
+export const ipv4: Codec<string> = {
+  size: 4,
+  encode(v, b, o) {
+    let part = 0;
+    let value = 0;
+    let dots = 0;
+    for (let i = 0; i < v.length; i++) {
+      const c = v.charCodeAt(i);
+      if (c === 46) {
+        if (part === 0 && i > 0 && v.charCodeAt(i - 1) === 46) break;
+        b[o + dots] = value;
+        dots++;
+        value = 0;
+        part = 0;
+        continue;
+      }
+      if (c < 48 || c > 57 || dots > 3) return badAddress('IPv4', v);
+      value = value * 10 + (c - 48);
+      part++;
+      if (value > 255 || part > 3) return badAddress('IPv4', v);
+    }
+    if (dots !== 3 || part === 0) return badAddress('IPv4', v);
+    b[o + 3] = value;
+  },
+  decode: (b, o) => `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`,
+};
+
+/** An IPv6 address (any textual form, including ::ffff:a.b.c.d) ↔ 16 bytes. */
+export const ipv6: Codec<string> = {
+  size: 16,
+  align: 4, // union { __u8[16]; __be32[4]; }
+  encode(v, b, o) {
+    const bytes = parseIPv6(v);
+    if (!bytes) return badAddress('IPv6', v);
+    b.set(bytes, o);
+  },
+  decode(b, o) {
+    const groups: string[] = [];
+    for (let i = 0; i < 8; i++) groups.push(b.readUInt16BE(o + i * 2).toString(16));
+    return compressIPv6(groups);
+  },
+};
+
+function badAddress(family: string, v: string): never {
+  throw new WeftError('WEFT_ERR_CODEC', `"${v}" is not a valid ${family} address`);
+}
+
+export function parseIPv6(v: string): Uint8Array | undefined {
+  if (!isIPv6(v)) return undefined;
+  let text = v;
+  const out = new Uint8Array(16);
+  // A trailing dotted quad (::ffff:10.0.0.1) becomes the last two groups.
+  const lastColon = text.lastIndexOf(':');
+  const tail = text.slice(lastColon + 1);
+  if (isIPv4(tail)) {
+    const q = tail.split('.').map(Number);
+    text = `${text.slice(0, lastColon + 1)}${((q[0]! << 8) | q[1]!).toString(16)}:${((q[2]! << 8) | q[3]!).toString(16)}`;
+  }
+  const [head, rest] = text.split('::') as [string, string | undefined];
+  const headGroups = head ? head.split(':') : [];
+  const restGroups = rest ? rest.split(':') : [];
+  const fill = 8 - headGroups.length - restGroups.length;
+  const groups = [...headGroups, ...Array<string>(rest === undefined ? 0 : fill).fill('0'), ...restGroups];
+  if (groups.length !== 8) return undefined;
+  groups.forEach((g, i) => {
+    const n = Number.parseInt(g, 16);
+    out[i * 2] = n >> 8;
+    out[i * 2 + 1] = n & 0xff;
+  });
+  return out;
+}
+
+function compressIPv6(groups: string[]): string {
+  // The longest run of zero groups (length ≥ 2) becomes '::' (RFC 5952).
+  let best = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== '0') {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === '0') j++;
+    if (j - i > bestLen && j - i >= 2) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (best === -1) return groups.join(':');
+  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
+}
+
+/** Raw bytes of a fixed size (padding, opaque arrays). Decodes to a copy. */
+export function bytes(size: number): Codec<Uint8Array> {
+  return {
+    size,
+    align: 1,
+    encode(v, b, o) {
+      if (v.length > size) throw new WeftError('WEFT_ERR_CODEC', `${v.length} bytes do not fit in ${size}`);
+      b.fill(0, o, o + size);
+      b.set(v, o);
+    },
+    decode: (b, o) => Uint8Array.prototype.slice.call(b, o, o + size),
+  };
+}
+
+// ---- structs -----------------------------------------------------------------------------
+
+/**
+ * A C struct. `fields` lists every named member in declaration order with the codec for its
+ * type; offsets follow C's natural alignment, and `pad` names explicit padding members (which
+ * encode as zero and do not appear in the decoded value). `size` is checked against the sum.
+ *
+ *   const lb4Key = struct<Lb4Key>('lb4_key', 12, [['address', ipv4], ['dport', be16], ...]);
+ */
+export function struct<T extends object>(
+  cName: string,
+  size: number,
+  members: ReadonlyArray<readonly [keyof T & string, Codec<unknown>] | readonly ['pad', number]>,
+): StructCodec<T> {
+  const layout: FieldLayout[] = [];
+  const encoders: Array<{ name: string; offset: number; codec: Codec<unknown> }> = [];
+  let offset = 0;
+  let padIndex = 0;
+  let maxAlign = 1;
+  for (const [name, spec] of members) {
+    if (name === 'pad' && typeof spec === 'number') {
+      layout.push({ name: `pad${padIndex++}`, offset, size: spec });
+      offset += spec;
+      continue;
+    }
+    const codec = spec as Codec<unknown>;
+    const align = codec.align ?? naturalAlignment(codec.size);
+    maxAlign = Math.max(maxAlign, align);
+    if (offset % align !== 0) {
+      throw new WeftError('WEFT_ERR_CODEC', `${cName}.${name} at offset ${offset} is not ${align}-aligned`);
+    }
+    layout.push({ name, offset, size: codec.size });
+    encoders.push({ name, offset, codec });
+    offset += codec.size;
+  }
+  if (offset !== size) {
+    throw new WeftError('WEFT_ERR_CODEC', `${cName}: members add up to ${offset} bytes, expected ${size}`);
+  }
+  return {
+    cName,
+    size,
+    align: maxAlign,
+    fields: layout,
+    encode(value, buf, base) {
+      buf.fill(0, base, base + size);
+      const record = value as Record<string, unknown>;
+      for (const e of encoders) e.codec.encode(record[e.name], buf, base + e.offset);
+    },
+    decode(buf, base) {
+      const out: Record<string, unknown> = {};
+      for (const e of encoders) out[e.name] = e.codec.decode(buf, base + e.offset);
+      return out as T;
+    },
+  };
+}
+
+function naturalAlignment(size: number): number {
+  if (size >= 8) return 8;
+  if (size >= 4) return 4;
+  if (size >= 2) return 2;
+  return 1;
+}
