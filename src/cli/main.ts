@@ -7,7 +7,12 @@ import { WeftError } from '../shared/errors.js';
  */
 type CommandModule = { run(args: string[]): Promise<number> };
 
-const commands: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
+const commands: Record<string, { summary: string; hidden?: boolean; load: () => Promise<CommandModule> }> = {
+  agnhost: {
+    summary: 'Kubernetes e2e test workloads (netexec, serve-hostname, connect, pause)',
+    hidden: true,
+    load: () => import('./agnhost.js'),
+  },
   agent: { summary: 'run the node agent', load: () => import('./agent.js') },
   bpf: { summary: 'inspect BPF maps (weft bpf lb list)', load: () => import('./bpf.js') },
   demo: { summary: 'show weft working on this machine', load: () => import('./demo.js') },
@@ -20,8 +25,9 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandMod
 };
 
 function usage(): string {
-  const width = Math.max(...Object.keys(commands).map((c) => c.length));
-  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  const visible = Object.entries(commands).filter(([, c]) => !c.hidden);
+  const width = Math.max(...visible.map(([name]) => name.length));
+  const lines = visible.map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
   return `Usage: weft <command> [flags]\n\nCommands:\n${lines.join('\n')}\n\nRun 'weft <command> --help' for a command's flags.`;
 }
 
