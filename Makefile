@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 CLANG ?= clang-14
 BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror \
-	-fdebug-prefix-map=$(CURDIR)=. -Ibpf/include
+	-fdebug-prefix-map=$(CURDIR)=. -Ibpf/include -I/usr/include/$(shell $(CLANG) -print-multiarch 2>/dev/null)
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,bpf/dist/%.bpf.o,$(BPF_SRCS))
 BPF_HDRS := $(wildcard bpf/include/*.h)
