@@ -15,6 +15,11 @@ export interface Codec<T> {
   readonly align?: number;
   encode(value: T, buf: Buffer, offset: number): void;
   decode(buf: Buffer, offset: number): T;
+  /**
+   * For scalars: JavaScript source that encodes/decodes inline, so struct codecs compile to
+   * straight-line code (see struct()). `v`, `b`, `o` are expressions for value, buffer, offset.
+   */
+  readonly inline?: { encode(v: string, b: string, o: string): string; decode(b: string, o: string): string };
 }
 
 export interface FieldLayout {
@@ -33,27 +38,44 @@ export interface StructCodec<T> extends Codec<T> {
 
 export const u8: Codec<number> = {
   size: 1,
+  inline: { encode: (v, b, o) => `${b}[${o}] = ${v}`, decode: (b, o) => `${b}[${o}]` },
   encode: (v, b, o) => void b.writeUInt8(v, o),
   decode: (b, o) => b.readUInt8(o),
 };
 /** Host byte order (x86-64 and arm64: little endian). */
 export const u16: Codec<number> = {
   size: 2,
+  inline: {
+    encode: (v, b, o) => `${b}.writeUInt16LE(${v}, ${o})`,
+    decode: (b, o) => `${b}.readUInt16LE(${o})`,
+  },
   encode: (v, b, o) => void b.writeUInt16LE(v, o),
   decode: (b, o) => b.readUInt16LE(o),
 };
 export const u32: Codec<number> = {
   size: 4,
+  inline: {
+    encode: (v, b, o) => `${b}.writeUInt32LE(${v} >>> 0, ${o})`,
+    decode: (b, o) => `${b}.readUInt32LE(${o})`,
+  },
   encode: (v, b, o) => void b.writeUInt32LE(v >>> 0, o),
   decode: (b, o) => b.readUInt32LE(o),
 };
 export const s32: Codec<number> = {
   size: 4,
+  inline: {
+    encode: (v, b, o) => `${b}.writeInt32LE(${v}, ${o})`,
+    decode: (b, o) => `${b}.readInt32LE(${o})`,
+  },
   encode: (v, b, o) => void b.writeInt32LE(v, o),
   decode: (b, o) => b.readInt32LE(o),
 };
 export const u64: Codec<bigint> = {
   size: 8,
+  inline: {
+    encode: (v, b, o) => `${b}.writeBigUInt64LE(${v}, ${o})`,
+    decode: (b, o) => `${b}.readBigUInt64LE(${o})`,
+  },
   encode: (v, b, o) => void b.writeBigUInt64LE(v, o),
   decode: (b, o) => b.readBigUInt64LE(o),
 };
@@ -73,11 +95,19 @@ export const u64n: Codec<number> = {
 /** Network byte order, e.g. ports (__be16). */
 export const be16: Codec<number> = {
   size: 2,
+  inline: {
+    encode: (v, b, o) => `${b}.writeUInt16BE(${v}, ${o})`,
+    decode: (b, o) => `${b}.readUInt16BE(${o})`,
+  },
   encode: (v, b, o) => void b.writeUInt16BE(v, o),
   decode: (b, o) => b.readUInt16BE(o),
 };
 export const be32: Codec<number> = {
   size: 4,
+  inline: {
+    encode: (v, b, o) => `${b}.writeUInt32BE(${v} >>> 0, ${o})`,
+    decode: (b, o) => `${b}.readUInt32BE(${o})`,
+  },
   encode: (v, b, o) => void b.writeUInt32BE(v >>> 0, o),
   decode: (b, o) => b.readUInt32BE(o),
 };
@@ -228,22 +258,52 @@ export function struct<T extends object>(
   if (offset !== size) {
     throw new WeftError('WEFT_ERR_CODEC', `${cName}: members add up to ${offset} bytes, expected ${size}`);
   }
-  return {
-    cName,
-    size,
-    align: maxAlign,
-    fields: layout,
-    encode(value, buf, base) {
-      buf.fill(0, base, base + size);
-      const record = value as Record<string, unknown>;
-      for (const e of encoders) e.codec.encode(record[e.name], buf, base + e.offset);
-    },
-    decode(buf, base) {
-      const out: Record<string, unknown> = {};
-      for (const e of encoders) out[e.name] = e.codec.decode(buf, base + e.offset);
-      return out as T;
-    },
-  };
+  const { encode, decode } = compileStruct<T>(cName, size, layout, encoders);
+  return { cName, size, align: maxAlign, fields: layout, encode, decode };
+}
+
+/**
+ * Compiles a struct's encode/decode into straight-line JavaScript (like fastify's
+ * fast-json-stringify): direct property access, inline scalar reads/writes, explicit zeroing of
+ * padding. A generic loop over fields costs ~3x more, and batch map writes encode 100k entries.
+ */
+function compileStruct<T>(
+  cName: string,
+  size: number,
+  layout: FieldLayout[],
+  encoders: Array<{ name: string; offset: number; codec: Codec<unknown> }>,
+): Pick<Codec<T>, 'encode' | 'decode'> {
+  const codecs = encoders.map((e) => e.codec);
+  const enc: string[] = [];
+  const dec: string[] = [];
+  encoders.forEach((e, i) => {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(e.name)) {
+      throw new WeftError(
+        'WEFT_ERR_CODEC',
+        `${cName}: field name ${JSON.stringify(e.name)} is not an identifier`,
+      );
+    }
+    const off = `o + ${e.offset}`;
+    if (e.codec.inline) {
+      enc.push(`${e.codec.inline.encode(`v.${e.name}`, 'b', off)};`);
+      dec.push(`${e.name}: ${e.codec.inline.decode('b', off)},`);
+    } else {
+      enc.push(`c[${i}].encode(v.${e.name}, b, ${off});`);
+      dec.push(`${e.name}: c[${i}].decode(b, ${off}),`);
+    }
+  });
+  for (const pad of layout.filter((f) => !encoders.some((e) => e.name === f.name))) {
+    for (let k = 0; k < pad.size; k++) enc.push(`b[o + ${pad.offset + k}] = 0;`);
+  }
+  const build = new Function(
+    'c',
+    'size',
+    `return {
+    encode(v, b, o) { ${enc.join('\n')} },
+    decode(b, o) { return { ${dec.join('\n')} }; },
+  };`,
+  ) as (c: Codec<unknown>[], size: number) => Pick<Codec<T>, 'encode' | 'decode'>;
+  return build(codecs, size);
 }
 
 function naturalAlignment(size: number): number {
