@@ -78,4 +78,16 @@ int weft_selftest_count(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
+/* cgroup/connect4 hook for link tests: counts connect() calls, lets them all through. */
+SEC("cgroup/connect4")
+int weft_selftest_connect4(struct bpf_sock_addr *ctx)
+{
+	__u32 zero = 0;
+	struct selftest_stats *st = bpf_map_lookup_elem(&weft_selftest_stats, &zero);
+
+	if (st)
+		__sync_fetch_and_add(&st->connects, 1);
+	return 1;
+}
+
 char LICENSE[] SEC("license") = "GPL";

@@ -37,6 +37,7 @@ struct selftest_stats {
 	__u64 produced;
 	__u64 dropped;  /* bpf_ringbuf_reserve failed: the ring was full */
 	__u64 packets;  /* seen by weft_selftest_count */
+	__u64 connects; /* seen by weft_selftest_connect4 */
 };
 
 #endif
