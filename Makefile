@@ -6,7 +6,7 @@ BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror \
 	-fdebug-prefix-map=$(CURDIR)=. -Ibpf/include -I/usr/include/$(shell $(CLANG) -print-multiarch 2>/dev/null)
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,bpf/dist/%.bpf.o,$(BPF_SRCS))
-BPF_HDRS := $(wildcard bpf/include/*.h)
+BPF_HDRS := $(shell find bpf/include -name '*.h' 2>/dev/null | LC_ALL=C sort)
 
 .PHONY: fmt setup build lint test test-unit test-kernel test-e2e demo bench bpf bpf-check clean
 
@@ -40,7 +40,10 @@ bench: setup
 	scripts/bench.sh
 
 # Rebuild the committed eBPF objects (needs clang: scripts/setup.sh --bpf).
-bpf: $(BPF_OBJS)
+bpf: $(BPF_OBJS) bpf/dist/TOOLCHAIN
+# Which compiler and headers built the committed objects (bpf-check shows it on a mismatch).
+bpf/dist/TOOLCHAIN: $(BPF_OBJS)
+	dpkg-query -W -f='$${Package} $${Version}\n' clang-14 libbpf-dev linux-libc-dev >$@
 bpf/dist/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS)
 	@command -v $(CLANG) >/dev/null || { echo "make bpf: $(CLANG) not found; run scripts/setup.sh --bpf" >&2; exit 1; }
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@

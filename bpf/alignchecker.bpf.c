@@ -6,6 +6,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "selftest.h"
+#include "weft/lb.h"
 
 #define WEFT_LAYOUT(type) struct type weft_layout_##type __attribute__((unused))
 
@@ -14,5 +15,19 @@ WEFT_LAYOUT(selftest_key);
 WEFT_LAYOUT(selftest_value);
 WEFT_LAYOUT(selftest_config);
 WEFT_LAYOUT(selftest_stats);
+WEFT_LAYOUT(lb4_key);
+WEFT_LAYOUT(lb6_key);
+WEFT_LAYOUT(lb_service);
+WEFT_LAYOUT(lb4_backend);
+WEFT_LAYOUT(lb6_backend);
+WEFT_LAYOUT(lb4_reverse_nat);
+WEFT_LAYOUT(lb6_reverse_nat);
+WEFT_LAYOUT(lb4_sock_revnat_key);
+WEFT_LAYOUT(lb4_sock_revnat);
+WEFT_LAYOUT(lb6_sock_revnat_key);
+WEFT_LAYOUT(lb6_sock_revnat);
+WEFT_LAYOUT(lb_affinity_key);
+WEFT_LAYOUT(lb_affinity);
+WEFT_LAYOUT(lb_affinity_match_key);
 
 char LICENSE[] SEC("license") = "GPL";
