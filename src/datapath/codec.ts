@@ -216,7 +216,7 @@ export function bytes(size: number): Codec<Uint8Array> {
       b.fill(0, o, o + size);
       b.set(v, o);
     },
-    decode: (b, o) => Uint8Array.prototype.slice.call(b, o, o + size),
+    decode: (b, o) => new Uint8Array(b.subarray(o, o + size)),
   };
 }
 

@@ -1,12 +1,13 @@
 import { closeSync, existsSync, mkdirSync, openSync, readSync } from 'node:fs';
 import { KernelError, WeftError } from '../shared/errors.js';
 import type { Codec } from './codec.js';
-import { BpfMap, type BpfMapInfo } from './map.js';
+import { BpfMap, type BpfMapInfo, mapInfoByFd } from './map.js';
 import {
   callInt,
   callPtr,
   callWithErrno,
   checkLibbpf,
+  closeFd,
   DataType,
   dupFd,
   NativeBuffer,
@@ -118,18 +119,52 @@ export class BpfObject {
   /** Loads every program and creates (or reuses pinned) maps. */
   load(): void {
     this.assertOpen();
+    this.checkPinnedMaps();
     const ret = callInt('libbpf', 'bpf_object__load', [DataType.I64], [this.ptr]);
     if (ret < 0) {
       const verifier = this.log.buffer.toString('utf8', 0, this.log.buffer.indexOf(0)).trim();
       const tail = verifier.split('\n').slice(-30).join('\n');
-      const mismatch = -ret === 22 && /pin/.test(verifier) ? 'a pinned map has a different definition' : '';
-      throw new KernelError(
-        'bpf_object__load',
-        -ret,
-        `${this.path}${mismatch ? `: ${mismatch}` : ''}${tail ? `\nverifier log (tail):\n${tail}` : ''}`,
-      );
+      throw new KernelError('bpf_object__load', -ret, `${this.path}${tail ? `\nverifier log (tail):\n${tail}` : ''}`);
     }
     this.loaded = true;
+  }
+
+  /**
+   * libbpf reuses a map pinned at a map's pin path only when its definition matches, and
+   * otherwise fails the load with a bare EINVAL. Say which map differs, and how, first.
+   */
+  private checkPinnedMaps(): void {
+    let m = 0;
+    for (;;) {
+      m = callPtr('libbpf', 'bpf_object__next_map', [DataType.I64, DataType.I64], [this.ptr, m]);
+      if (m === 0) return;
+      const pinPtr = callPtr('libbpf', 'bpf_map__pin_path', [DataType.I64], [m]);
+      const pin = pinPtr === 0 ? '' : readCString(pinPtr);
+      if (!pin || !existsSync(pin)) continue;
+      const name = readCString(callPtr('libbpf', 'bpf_map__name', [DataType.I64], [m]));
+      const want = {
+        keySize: callInt('libbpf', 'bpf_map__key_size', [DataType.I64], [m]),
+        valueSize: callInt('libbpf', 'bpf_map__value_size', [DataType.I64], [m]),
+        maxEntries: callInt('libbpf', 'bpf_map__max_entries', [DataType.I64], [m]),
+      };
+      const fd = callInt('libbpf', 'bpf_obj_get', [DataType.String], [pin]);
+      if (fd < 0) throw new KernelError('bpf_obj_get', -fd, pin);
+      let have: BpfMapInfo;
+      try {
+        have = mapInfoByFd(fd, pin);
+      } finally {
+        closeFd(fd);
+      }
+      const diffs = (['keySize', 'valueSize', 'maxEntries'] as const)
+        .filter((k) => have[k] !== want[k])
+        .map((k) => `${k} ${have[k]} pinned vs ${want[k]} wanted`);
+      if (diffs.length > 0) {
+        throw new WeftError(
+          'WEFT_ERR_PINNED_MAP_MISMATCH',
+          `map ${name} pinned at ${pin} does not match ${this.path} (${diffs.join(', ')}); remove the pin to recreate the map (its entries are lost)`,
+        );
+      }
+    }
   }
 
   program(name: string): BpfProgram {
