@@ -29,7 +29,7 @@ fi
 pkgs=(iproute2 libbpf1 bpftool iptables openssl util-linux)
 command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)
 [ "$want_bpf" = 1 ] && pkgs+=(clang-14 llvm-14 libbpf-dev linux-libc-dev)
-[ "$want_bench" = 1 ] && pkgs+=(wrk nginx-light)
+[ "$want_bench" = 1 ] && pkgs+=(wrk nginx-light gcc libbpf-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -124,7 +124,11 @@ export class BpfObject {
     if (ret < 0) {
       const verifier = this.log.buffer.toString('utf8', 0, this.log.buffer.indexOf(0)).trim();
       const tail = verifier.split('\n').slice(-30).join('\n');
-      throw new KernelError('bpf_object__load', -ret, `${this.path}${tail ? `\nverifier log (tail):\n${tail}` : ''}`);
+      throw new KernelError(
+        'bpf_object__load',
+        -ret,
+        `${this.path}${tail ? `\nverifier log (tail):\n${tail}` : ''}`,
+      );
     }
     this.loaded = true;
   }
@@ -342,10 +346,10 @@ function checkElfObject(path: string): void {
   }
 }
 
-/** Pins a program (by fd) in bpffs, e.g. for a benchmark's producer in another process. */
-export function pinProgram(prog: BpfProgram, path: string): void {
+/** Pins a program or map (by fd) in bpffs, so another process can open it by path. */
+export function pinFd(fd: number, path: string): void {
   checkLibbpf(
-    callInt('libbpf', 'bpf_obj_pin', [DataType.I32, DataType.String], [prog.fd, path]),
+    callInt('libbpf', 'bpf_obj_pin', [DataType.I32, DataType.String], [fd, path]),
     'bpf_obj_pin',
     path,
   );
