@@ -9,6 +9,7 @@
 #include "weft/lb.h"
 
 #define WEFT_LAYOUT(type) struct type weft_layout_##type __attribute__((unused))
+#define WEFT_ENUM(type) enum type weft_enum_##type __attribute__((unused))
 
 WEFT_LAYOUT(selftest_event);
 WEFT_LAYOUT(selftest_key);
@@ -29,5 +30,11 @@ WEFT_LAYOUT(lb6_sock_revnat);
 WEFT_LAYOUT(lb_affinity_key);
 WEFT_LAYOUT(lb_affinity);
 WEFT_LAYOUT(lb_affinity_match_key);
+WEFT_ENUM(lb_lookup_scope);
+WEFT_ENUM(lb_svc_flags);
+WEFT_ENUM(lb_svc_flags2);
+WEFT_ENUM(lb_backend_state);
+WEFT_ENUM(lb_affinity_client_kind);
+WEFT_ENUM(sock_lb_stat);
 
 char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,1139 @@
+import { isIPv4, isIPv6 } from 'node:net';
+import { WeftError } from '../shared/errors.js';
+import { bpfObjectPath } from '../shared/self.js';
+import {
+  be16,
+  bytes,
+  type Codec,
+  ipv4,
+  ipv6,
+  parseIPv6,
+  type StructCodec,
+  struct,
+  u8,
+  u16,
+  u32,
+  u64,
+  u64n,
+} from './codec.js';
+import { BatchError, BpfMap } from './map.js';
+import { BpfObject } from './object.js';
+
+/**
+ * The load-balancing maps of bpf/include/weft/lb.h, in TypeScript: one codec per C struct
+ * (field names as in C, checked against the object's BTF by a kernel test), the constants of
+ * its enums, and LbMaps, which reads and writes whole frontends (master, slots, reverse NAT,
+ * affinity match) and backends in batches, in the order that keeps every reader consistent.
+ */
+
+// ---- layouts (mirror bpf/include/weft/lb.h) ------------------------------------------------
+
+export interface Lb4Key {
+  address: string;
+  dport: number;
+  backend_slot: number;
+  proto: number;
+  scope: number;
+}
+export const lb4Key = struct<Lb4Key>('lb4_key', 12, [
+  ['address', ipv4],
+  ['dport', be16],
+  ['backend_slot', u16],
+  ['proto', u8],
+  ['scope', u8],
+  ['pad', 2],
+]);
+
+export type Lb6Key = Lb4Key;
+export const lb6Key = struct<Lb6Key>('lb6_key', 24, [
+  ['address', ipv6],
+  ['dport', be16],
+  ['backend_slot', u16],
+  ['proto', u8],
+  ['scope', u8],
+  ['pad', 2],
+]);
+
+export interface LbService {
+  /** Slot > 0: the backend id. Slot 0 (master): the affinity timeout in seconds. */
+  backend_id: number;
+  count: number;
+  rev_nat_index: number;
+  flags: number;
+  flags2: number;
+}
+export const lbService = struct<LbService>('lb_service', 12, [
+  ['backend_id', u32],
+  ['count', u16],
+  ['rev_nat_index', u16],
+  ['flags', u8],
+  ['flags2', u8],
+  ['pad', 2],
+]);
+
+export interface Lb4Backend {
+  address: string;
+  port: number;
+  proto: number;
+  flags: number;
+  cluster_id: number;
+  zone: number;
+}
+export const lb4Backend = struct<Lb4Backend>('lb4_backend', 12, [
+  ['address', ipv4],
+  ['port', be16],
+  ['proto', u8],
+  ['flags', u8],
+  ['cluster_id', u16],
+  ['zone', u8],
+  ['pad', 1],
+]);
+
+export type Lb6Backend = Lb4Backend;
+export const lb6Backend = struct<Lb6Backend>('lb6_backend', 24, [
+  ['address', ipv6],
+  ['port', be16],
+  ['proto', u8],
+  ['flags', u8],
+  ['cluster_id', u16],
+  ['zone', u8],
+  ['pad', 1],
+]);
+
+export interface LbReverseNat {
+  address: string;
+  port: number;
+}
+export const lb4ReverseNat = struct<LbReverseNat>('lb4_reverse_nat', 8, [
+  ['address', ipv4],
+  ['port', be16],
+  ['pad', 2],
+]);
+export const lb6ReverseNat = struct<LbReverseNat>('lb6_reverse_nat', 20, [
+  ['address', ipv6],
+  ['port', be16],
+  ['pad', 2],
+]);
+
+export interface LbSockRevnatKey {
+  cookie: bigint;
+  address: string;
+  port: number;
+}
+export const lb4SockRevnatKey = struct<LbSockRevnatKey>('lb4_sock_revnat_key', 16, [
+  ['cookie', u64],
+  ['address', ipv4],
+  ['port', be16],
+  ['pad', 2],
+]);
+export const lb6SockRevnatKey = struct<LbSockRevnatKey>('lb6_sock_revnat_key', 32, [
+  ['cookie', u64],
+  ['address', ipv6],
+  ['port', be16],
+  ['pad', 6],
+]);
+
+export interface LbSockRevnat {
+  address: string;
+  port: number;
+  rev_nat_index: number;
+}
+export const lb4SockRevnat = struct<LbSockRevnat>('lb4_sock_revnat', 8, [
+  ['address', ipv4],
+  ['port', be16],
+  ['rev_nat_index', u16],
+]);
+export const lb6SockRevnat = struct<LbSockRevnat>('lb6_sock_revnat', 20, [
+  ['address', ipv6],
+  ['port', be16],
+  ['rev_nat_index', u16],
+]);
+
+/** Who a ClientIP affinity entry is for: a network namespace (socket LB) or an address (tc). */
+export type AffinityClient = { kind: 'netns'; netnsCookie: bigint } | { kind: 'address'; address: string };
+
+export interface LbAffinityKey {
+  client: AffinityClient;
+  rev_nat_index: number;
+}
+
+interface LbAffinityKeyRaw {
+  client: Uint8Array;
+  rev_nat_index: number;
+  client_kind: number;
+}
+const lbAffinityKeyRaw = struct<LbAffinityKeyRaw>('lb_affinity_key', 24, [
+  ['client', bytes(16)],
+  ['rev_nat_index', u16],
+  ['client_kind', u8],
+  ['pad', 5],
+]);
+
+/** enum lb_affinity_client_kind */
+export const AffinityClientKind = { netns: 1, address: 2 } as const;
+
+export const lbAffinityKey: StructCodec<LbAffinityKey> = mapStruct(
+  lbAffinityKeyRaw,
+  (k) => {
+    const client = new Uint8Array(16);
+    if (k.client.kind === 'netns') {
+      new DataView(client.buffer).setBigUint64(0, k.client.netnsCookie, true);
+    } else {
+      const text = isIPv4(k.client.address) ? `::ffff:${k.client.address}` : k.client.address;
+      const parsed = parseIPv6(text);
+      if (!parsed) throw new WeftError('WEFT_ERR_CODEC', `"${k.client.address}" is not an IP address`);
+      client.set(parsed);
+    }
+    return { client, rev_nat_index: k.rev_nat_index, client_kind: AffinityClientKind[k.client.kind] };
+  },
+  (raw) => {
+    if (raw.client_kind === AffinityClientKind.netns) {
+      const netnsCookie = new DataView(raw.client.buffer, raw.client.byteOffset, 16).getBigUint64(0, true);
+      return { client: { kind: 'netns', netnsCookie }, rev_nat_index: raw.rev_nat_index };
+    }
+    const text = ipv6.decode(Buffer.from(raw.client), 0);
+    const v4 = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(text);
+    const address = v4
+      ? [v4[1]!, v4[2]!]
+          .flatMap((g) => [Number.parseInt(g, 16) >> 8, Number.parseInt(g, 16) & 0xff])
+          .join('.')
+      : text;
+    return { client: { kind: 'address', address }, rev_nat_index: raw.rev_nat_index };
+  },
+);
+
+export interface LbAffinity {
+  /** Seconds of CLOCK_MONOTONIC when the client last used the backend. */
+  last_used: number;
+  backend_id: number;
+}
+export const lbAffinity = struct<LbAffinity>('lb_affinity', 16, [
+  ['last_used', u64n],
+  ['backend_id', u32],
+  ['pad', 4],
+]);
+
+export interface LbAffinityMatchKey {
+  backend_id: number;
+  rev_nat_index: number;
+}
+export const lbAffinityMatchKey = struct<LbAffinityMatchKey>('lb_affinity_match_key', 8, [
+  ['backend_id', u32],
+  ['rev_nat_index', u16],
+  ['pad', 2],
+]);
+
+/** Every struct codec of lb.h, for the test that compares them with BTF. */
+export const lbLayoutCodecs: readonly StructCodec<object>[] = [
+  lb4Key,
+  lb6Key,
+  lbService,
+  lb4Backend,
+  lb6Backend,
+  lb4ReverseNat,
+  lb6ReverseNat,
+  lb4SockRevnatKey,
+  lb4SockRevnat,
+  lb6SockRevnatKey,
+  lb6SockRevnat,
+  lbAffinityKey,
+  lbAffinity,
+  lbAffinityMatchKey,
+];
+
+// ---- enums (mirror lb.h; a kernel test compares them with the object's BTF) ---------------
+
+/** enum lb_lookup_scope */
+export const LbScope = { external: 0, internal: 1 } as const;
+
+/** enum lb_svc_flags */
+export const LbServiceFlag = {
+  externalIP: 1 << 0,
+  nodePort: 1 << 1,
+  loadBalancer: 1 << 2,
+  affinity: 1 << 3,
+  externalLocal: 1 << 4,
+  sourceRange: 1 << 5,
+} as const;
+
+/** enum lb_svc_flags2 */
+export const LbServiceFlag2 = { internalLocal: 1 << 0, twoScopes: 1 << 1, maglev: 1 << 2 } as const;
+
+/** enum lb_backend_state, in the low bits of lb{4,6}_backend.flags */
+export const backendStates = ['active', 'terminating', 'quarantined'] as const;
+export type BackendState = (typeof backendStates)[number];
+const BACKEND_STATE_MASK = 0x3;
+
+/** enum sock_lb_stat, in index order: the counters of weft_sock_lb_stats. */
+export const sockLbStats = [
+  'translated',
+  'refused_no_backend',
+  'refused_inconsistent',
+  'affinity_hit',
+  'revnat_rewritten',
+  'revnat_update_failed',
+] as const;
+export type SockLbStat = (typeof sockLbStats)[number];
+
+export const lbProtocols = { TCP: 6, UDP: 17, SCTP: 132 } as const;
+export type LbProtocol = keyof typeof lbProtocols;
+
+// ---- map names and sizes -----------------------------------------------------------------
+
+export const lbMapNames = {
+  services4: 'weft_lb4_services',
+  services6: 'weft_lb6_services',
+  backends4: 'weft_lb4_backends',
+  backends6: 'weft_lb6_backends',
+  reverseNat4: 'weft_lb4_reverse_nat',
+  reverseNat6: 'weft_lb6_reverse_nat',
+  sockRevnat4: 'weft_lb4_sock_revnat',
+  sockRevnat6: 'weft_lb6_sock_revnat',
+  affinity: 'weft_lb_affinity',
+  affinityMatch: 'weft_lb_aff_match',
+  sockLbStats: 'weft_sock_lb_stats',
+} as const;
+
+/** max_entries per kind of map; each applies to both families. */
+export interface LbMapSizes {
+  /** Masters plus slots: frontends × (1 + backends). */
+  services: number;
+  backends: number;
+  reverseNat: number;
+  /** LRU: sockets translated at the same time. */
+  sockRevnat: number;
+  /** LRU: ClientIP affinity entries (clients × affinity frontends); also sizes the match map. */
+  affinity: number;
+}
+
+/** The defaults compiled into bpf/include/weft/lb_maps.h. */
+export const defaultLbMapSizes: Readonly<LbMapSizes> = {
+  services: 262_144,
+  backends: 65_536,
+  reverseNat: 65_536,
+  sockRevnat: 65_536,
+  affinity: 65_536,
+};
+
+/** The maxEntries option of BpfObject.open for every LB map, from sizes. */
+export function lbMaxEntries(sizes: Partial<LbMapSizes> = {}): Record<string, number> {
+  const s = { ...defaultLbMapSizes, ...sizes };
+  for (const [kind, n] of Object.entries(s)) {
+    if (!Number.isInteger(n) || n < 1 || n > 16_777_216) {
+      throw new WeftError(
+        'WEFT_ERR_LB_INVALID',
+        `LB map size ${kind}=${n} must be an integer from 1 to 16777216`,
+      );
+    }
+  }
+  return {
+    [lbMapNames.services4]: s.services,
+    [lbMapNames.services6]: s.services,
+    [lbMapNames.backends4]: s.backends,
+    [lbMapNames.backends6]: s.backends,
+    [lbMapNames.reverseNat4]: s.reverseNat,
+    [lbMapNames.reverseNat6]: s.reverseNat,
+    [lbMapNames.sockRevnat4]: s.sockRevnat,
+    [lbMapNames.sockRevnat6]: s.sockRevnat,
+    [lbMapNames.affinity]: s.affinity,
+    [lbMapNames.affinityMatch]: s.affinity,
+  };
+}
+
+// ---- the model the agent works with ------------------------------------------------------
+
+export type FrontendType = 'ClusterIP' | 'NodePort' | 'ExternalIP' | 'LoadBalancer';
+export type TrafficPolicy = 'Cluster' | 'Local';
+
+/** Where clients connect: one frontend of a Service (its ClusterIP, a node IP:nodePort, ...). */
+export interface FrontendAddress {
+  address: string;
+  port: number;
+  protocol: LbProtocol;
+}
+
+/** One frontend and what it balances to: the master entry, its slots and its reverse NAT. */
+export interface LbFrontend extends FrontendAddress {
+  type: FrontendType;
+  /** 1..65535, unique per frontend across both families. */
+  revNatIndex: number;
+  /** Backend ids, in slot order, that external clients get; the only list of a one-scope frontend. */
+  backends: number[];
+  /**
+   * Backend ids in-cluster clients get, when they differ from `backends` (two scopes:
+   * externalTrafficPolicy Local, or internalTrafficPolicy Local on an externally reachable
+   * frontend). The socket LB always uses this list when present.
+   */
+  internalBackends?: number[];
+  /** sessionAffinity ClientIP: seconds a client keeps its backend after its last connection. */
+  affinityTimeoutSeconds?: number;
+  externalTrafficPolicy: TrafficPolicy;
+  internalTrafficPolicy: TrafficPolicy;
+}
+
+export interface LbBackend {
+  /** 1..2^32-1, unique across both families. */
+  id: number;
+  address: string;
+  port: number;
+  protocol: LbProtocol;
+  state: BackendState;
+  /** 0: this cluster. */
+  clusterId: number;
+  /** 0: unknown. */
+  zone: number;
+}
+
+export type IpFamily = 4 | 6;
+
+export function familyOf(address: string): IpFamily {
+  if (isIPv4(address)) return 4;
+  if (isIPv6(address)) return 6;
+  throw new WeftError('WEFT_ERR_LB_INVALID', `"${address}" is not an IP address`);
+}
+
+export function frontendName(f: FrontendAddress): string {
+  return `${familyOf(f.address) === 6 ? `[${f.address}]` : f.address}:${f.port}/${f.protocol}`;
+}
+
+// ---- validation at the edge ---------------------------------------------------------------
+
+function invalid(what: string, why: string): never {
+  throw new WeftError('WEFT_ERR_LB_INVALID', `${what}: ${why}`);
+}
+
+function checkInteger(what: string, field: string, v: unknown, min: number, max: number): void {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    invalid(what, `${field} ${String(v)} must be an integer from ${min} to ${max}`);
+  }
+}
+
+function checkProtocol(what: string, p: unknown): void {
+  if (typeof p !== 'string' || !Object.hasOwn(lbProtocols, p)) {
+    invalid(what, `protocol ${String(p)} must be one of ${Object.keys(lbProtocols).join(', ')}`);
+  }
+}
+
+function checkAddress(what: string, a: unknown): IpFamily {
+  if (typeof a !== 'string' || !(isIPv4(a) || isIPv6(a)))
+    invalid(what, `address ${String(a)} is not an IP address`);
+  if (isIPv6(a) && /^::ffff:/i.test(a)) invalid(what, `address ${a} is v4-mapped; give the IPv4 address`);
+  return familyOf(a);
+}
+
+const frontendTypes: readonly FrontendType[] = ['ClusterIP', 'NodePort', 'ExternalIP', 'LoadBalancer'];
+const MAX_BACKENDS_PER_FRONTEND = 0xffff;
+
+/** Throws WEFT_ERR_LB_INVALID naming the frontend and the field, before any map is touched. */
+export function validateFrontend(f: LbFrontend): void {
+  const what = `frontend ${f.address}:${f.port}/${f.protocol}`;
+  checkAddress(what, f.address);
+  checkInteger(what, 'port', f.port, 1, 0xffff);
+  checkProtocol(what, f.protocol);
+  if (!frontendTypes.includes(f.type))
+    invalid(what, `type ${String(f.type)} must be one of ${frontendTypes.join(', ')}`);
+  checkInteger(what, 'revNatIndex', f.revNatIndex, 1, 0xffff);
+  for (const [field, list] of [
+    ['backends', f.backends],
+    ['internalBackends', f.internalBackends],
+  ] as const) {
+    if (list === undefined && field === 'internalBackends') continue;
+    if (!Array.isArray(list)) invalid(what, `${field} must be a list of backend ids`);
+    if (list.length > MAX_BACKENDS_PER_FRONTEND) {
+      invalid(what, `${field} lists ${list.length} backends; at most ${MAX_BACKENDS_PER_FRONTEND} fit`);
+    }
+    for (const id of list) checkInteger(what, `${field} id`, id, 1, 0xffff_ffff);
+  }
+  if (f.affinityTimeoutSeconds !== undefined) {
+    checkInteger(what, 'affinityTimeoutSeconds', f.affinityTimeoutSeconds, 1, 0xffff_ffff);
+  }
+  for (const field of ['externalTrafficPolicy', 'internalTrafficPolicy'] as const) {
+    if (f[field] !== 'Cluster' && f[field] !== 'Local') invalid(what, `${field} must be Cluster or Local`);
+  }
+}
+
+export function validateBackend(b: LbBackend): void {
+  const what = `backend ${String(b.id)}`;
+  checkInteger(what, 'id', b.id, 1, 0xffff_ffff);
+  checkAddress(what, b.address);
+  checkInteger(what, 'port', b.port, 1, 0xffff);
+  checkProtocol(what, b.protocol);
+  if (!backendStates.includes(b.state))
+    invalid(what, `state ${String(b.state)} must be one of ${backendStates.join(', ')}`);
+  checkInteger(what, 'clusterId', b.clusterId, 0, 0xffff);
+  checkInteger(what, 'zone', b.zone, 0, 0xff);
+}
+
+// ---- model ↔ entries (pure) ------------------------------------------------------------
+
+function frontendFlags(f: LbFrontend): { flags: number; flags2: number } {
+  let flags = 0;
+  if (f.type === 'ExternalIP') flags |= LbServiceFlag.externalIP;
+  if (f.type === 'NodePort') flags |= LbServiceFlag.nodePort;
+  if (f.type === 'LoadBalancer') flags |= LbServiceFlag.loadBalancer;
+  if (f.affinityTimeoutSeconds !== undefined) flags |= LbServiceFlag.affinity;
+  if (f.externalTrafficPolicy === 'Local') flags |= LbServiceFlag.externalLocal;
+  let flags2 = 0;
+  if (f.internalTrafficPolicy === 'Local') flags2 |= LbServiceFlag2.internalLocal;
+  if (f.internalBackends !== undefined) flags2 |= LbServiceFlag2.twoScopes;
+  return { flags, flags2 };
+}
+
+function frontendTypeOf(flags: number): FrontendType {
+  if (flags & LbServiceFlag.nodePort) return 'NodePort';
+  if (flags & LbServiceFlag.loadBalancer) return 'LoadBalancer';
+  if (flags & LbServiceFlag.externalIP) return 'ExternalIP';
+  return 'ClusterIP';
+}
+
+export function protocolName(proto: number): LbProtocol {
+  for (const [name, n] of Object.entries(lbProtocols)) if (n === proto) return name as LbProtocol;
+  throw new WeftError('WEFT_ERR_CODEC', `IP protocol ${proto} is not one weft balances`);
+}
+
+export function serviceKey(f: FrontendAddress, scope: number, slot: number): Lb4Key {
+  return { address: f.address, dport: f.port, backend_slot: slot, proto: lbProtocols[f.protocol], scope };
+}
+
+/** The master entry of one scope. */
+export function masterEntry(f: LbFrontend, scope: number): LbService {
+  const list = scope === LbScope.internal ? (f.internalBackends ?? []) : f.backends;
+  const { flags, flags2 } = frontendFlags(f);
+  return {
+    backend_id: f.affinityTimeoutSeconds ?? 0,
+    count: list.length,
+    rev_nat_index: f.revNatIndex,
+    flags,
+    flags2,
+  };
+}
+
+export function slotEntry(f: LbFrontend, backendId: number): LbService {
+  return { backend_id: backendId, count: 0, rev_nat_index: f.revNatIndex, flags: 0, flags2: 0 };
+}
+
+export function backendEntry(b: LbBackend): Lb4Backend {
+  return {
+    address: b.address,
+    port: b.port,
+    proto: lbProtocols[b.protocol],
+    flags: backendStates.indexOf(b.state),
+    cluster_id: b.clusterId,
+    zone: b.zone,
+  };
+}
+
+export function backendFromEntry(id: number, e: Lb4Backend): LbBackend {
+  return {
+    id,
+    address: e.address,
+    port: e.port,
+    protocol: protocolName(e.proto),
+    state: backendStates[e.flags & BACKEND_STATE_MASK] ?? 'quarantined',
+    clusterId: e.cluster_id,
+    zone: e.zone,
+  };
+}
+
+/**
+ * A frontend as the maps hold it, from its master entries and a slot reader. A slot the
+ * reader cannot find reads as backend id 0 (an inconsistency the program refuses on).
+ */
+export function frontendFromEntries(
+  key: FrontendAddress,
+  external: LbService,
+  internal: LbService | undefined,
+  slot: (scope: number, slot: number) => LbService | undefined,
+): LbFrontend {
+  const ids = (scope: number, master: LbService) =>
+    Array.from({ length: master.count }, (_, i) => slot(scope, i + 1)?.backend_id ?? 0);
+  const f: LbFrontend = {
+    address: key.address,
+    port: key.port,
+    protocol: key.protocol,
+    type: frontendTypeOf(external.flags),
+    revNatIndex: external.rev_nat_index,
+    backends: ids(LbScope.external, external),
+    externalTrafficPolicy: external.flags & LbServiceFlag.externalLocal ? 'Local' : 'Cluster',
+    internalTrafficPolicy: external.flags2 & LbServiceFlag2.internalLocal ? 'Local' : 'Cluster',
+  };
+  if (external.flags2 & LbServiceFlag2.twoScopes)
+    f.internalBackends = internal ? ids(LbScope.internal, internal) : [];
+  if (external.flags & LbServiceFlag.affinity) f.affinityTimeoutSeconds = external.backend_id;
+  return f;
+}
+
+/** What one frontend change writes and deletes, in the order it must happen. */
+export interface FrontendPlan {
+  /** Written before `serviceWrites`: the tc path reverse-translates with it. */
+  reverseNatWrites: Array<[number, LbReverseNat]>;
+  affinityMatchWrites: LbAffinityMatchKey[];
+  /** Slots first, then the INT master, then the EXT master: a reader never finds a master
+   *  whose slots are missing. */
+  serviceWrites: Array<[Lb4Key, LbService]>;
+  /** EXT master first, then INT master, then slots. */
+  serviceDeletes: Lb4Key[];
+  affinityMatchDeletes: LbAffinityMatchKey[];
+  reverseNatDeletes: number[];
+}
+
+function sameService(a: LbService | undefined, b: LbService): boolean {
+  return (
+    a !== undefined &&
+    a.backend_id === b.backend_id &&
+    a.count === b.count &&
+    a.rev_nat_index === b.rev_nat_index &&
+    a.flags === b.flags &&
+    a.flags2 === b.flags2
+  );
+}
+
+function affinityPairs(f: LbFrontend | undefined): Map<string, LbAffinityMatchKey> {
+  const pairs = new Map<string, LbAffinityMatchKey>();
+  if (!f || f.affinityTimeoutSeconds === undefined) return pairs;
+  for (const id of [...f.backends, ...(f.internalBackends ?? [])]) {
+    pairs.set(`${id}/${f.revNatIndex}`, { backend_id: id, rev_nat_index: f.revNatIndex });
+  }
+  return pairs;
+}
+
+/**
+ * The writes and deletes that turn `previous` (what the maps hold, or undefined) into `next`
+ * (or undefined: remove the frontend). Only slots and masters that differ are written, so
+ * re-applying the same state, as an agent does on restart, rewrites nothing a program reads
+ * on the connect path (only the frontend's reverse NAT entry, with the same value).
+ */
+export function planFrontend(previous: LbFrontend | undefined, next: LbFrontend | undefined): FrontendPlan {
+  const plan: FrontendPlan = {
+    reverseNatWrites: [],
+    affinityMatchWrites: [],
+    serviceWrites: [],
+    serviceDeletes: [],
+    affinityMatchDeletes: [],
+    reverseNatDeletes: [],
+  };
+  const key = next ?? previous;
+  if (!key) return plan;
+  const scopes = [LbScope.internal, LbScope.external] as const;
+  const listOf = (f: LbFrontend | undefined, scope: number) =>
+    scope === LbScope.internal ? f?.internalBackends : f?.backends;
+
+  // Always (re)written: one entry per frontend, and the slots say nothing about whether it is there.
+  if (next) plan.reverseNatWrites.push([next.revNatIndex, { address: next.address, port: next.port }]);
+  if (previous && (!next || previous.revNatIndex !== next.revNatIndex)) {
+    plan.reverseNatDeletes.push(previous.revNatIndex);
+  }
+
+  const masterWrites: Array<[Lb4Key, LbService]> = [];
+  const masterDeletes: Lb4Key[] = [];
+  const slotDeletes: Lb4Key[] = [];
+  for (const scope of scopes) {
+    const before = listOf(previous, scope);
+    const after = listOf(next, scope);
+    if (next && after) {
+      after.forEach((id, i) => {
+        const value = slotEntry(next, id);
+        const old = before?.[i];
+        if (old !== id || previous?.revNatIndex !== next.revNatIndex) {
+          plan.serviceWrites.push([serviceKey(key, scope, i + 1), value]);
+        }
+      });
+      const master = masterEntry(next, scope);
+      const oldMaster = previous && before ? masterEntry(previous, scope) : undefined;
+      if (!sameService(oldMaster, master)) masterWrites.push([serviceKey(key, scope, 0), master]);
+    } else if (before) {
+      masterDeletes.push(serviceKey(key, scope, 0));
+    }
+    for (let slot = (after?.length ?? 0) + 1; slot <= (before?.length ?? 0); slot++) {
+      slotDeletes.push(serviceKey(key, scope, slot));
+    }
+  }
+  // masterWrites is [INT, EXT] (scopes order); deletes go EXT first.
+  plan.serviceWrites.push(...masterWrites);
+  plan.serviceDeletes.push(...masterDeletes.reverse(), ...slotDeletes);
+
+  const pairsBefore = affinityPairs(previous);
+  const pairsAfter = affinityPairs(next);
+  for (const [k, v] of pairsAfter) if (!pairsBefore.has(k)) plan.affinityMatchWrites.push(v);
+  for (const [k, v] of pairsBefore) if (!pairsAfter.has(k)) plan.affinityMatchDeletes.push(v);
+  return plan;
+}
+
+// ---- LbMaps: the typed map set -----------------------------------------------------------
+
+/** A full LB map: what was applied is in the maps, what was not left the old state in place. */
+export class LbMapFullError extends WeftError {
+  readonly map: string;
+  constructor(map: { name: string; maxEntries: number }, detail: string, cause: unknown) {
+    super(
+      'WEFT_ERR_MAP_FULL',
+      `LB map ${map.name} is full (max_entries ${map.maxEntries}): ${detail}; raise its size or remove frontends`,
+      { cause },
+    );
+    this.map = map.name;
+  }
+}
+
+interface FamilyMaps {
+  family: IpFamily;
+  services: BpfMap<Lb4Key, LbService>;
+  backends: BpfMap<number, Lb4Backend>;
+  reverseNat: BpfMap<number, LbReverseNat>;
+  sockRevnat: BpfMap<LbSockRevnatKey, LbSockRevnat>;
+}
+
+/** One frontend's change: where it stands now and what turns it into what was asked. */
+interface FrontendChange {
+  frontend: FrontendAddress;
+  previous: LbFrontend | undefined;
+  plan: FrontendPlan;
+}
+
+/** Above this many items, state is read with one batch walk of the map instead of lookups. */
+const BULK_READ_THRESHOLD = 64;
+
+function isMapFull(err: unknown): err is BatchError {
+  return err instanceof BatchError && err.errnoName === 'E2BIG';
+}
+
+/** Identity of a run of service entries: one frontend's one scope. */
+function runId(k: Lb4Key): string {
+  return `${k.address}|${k.dport}|${k.proto}|${k.scope}`;
+}
+
+/**
+ * The LB maps of one node, typed. Writes go in batches, ordered so that the programs (which
+ * read concurrently) always find a consistent frontend: backends and reverse NAT first, then
+ * slots, then masters; removals the other way round. Inputs are validated before any map is
+ * touched (WEFT_ERR_LB_INVALID); a full map raises LbMapFullError (WEFT_ERR_MAP_FULL) with every
+ * frontend either as it was or as asked.
+ *
+ *   const lb = LbMaps.open({ pinRoot: '/sys/fs/bpf/weft/node-a' });
+ *   lb.apply({ backends: [...], frontends: [...] });
+ *   lb.frontends(); lb.close();
+ */
+export class LbMaps {
+  readonly v4: FamilyMaps;
+  readonly v6: FamilyMaps;
+  readonly affinity: BpfMap<LbAffinityKey, LbAffinity>;
+  readonly affinityMatch: BpfMap<LbAffinityMatchKey, number>;
+  readonly stats: BpfMap<number, bigint>;
+  private readonly opened: Array<{ close(): void }>;
+
+  private constructor(open: <K, V>(name: string, key: Codec<K>, value: Codec<V>) => BpfMap<K, V>) {
+    const opened: Array<{ close(): void }> = [];
+    const take = <K, V>(name: string, k: Codec<K>, v: Codec<V>): BpfMap<K, V> => {
+      const m = open(name, k, v);
+      opened.push(m);
+      return m;
+    };
+    try {
+      this.v4 = {
+        family: 4,
+        services: take(lbMapNames.services4, lb4Key, lbService),
+        backends: take(lbMapNames.backends4, u32, lb4Backend),
+        reverseNat: take(lbMapNames.reverseNat4, u16, lb4ReverseNat),
+        sockRevnat: take(lbMapNames.sockRevnat4, lb4SockRevnatKey, lb4SockRevnat),
+      };
+      this.v6 = {
+        family: 6,
+        services: take(lbMapNames.services6, lb6Key, lbService),
+        backends: take(lbMapNames.backends6, u32, lb6Backend),
+        reverseNat: take(lbMapNames.reverseNat6, u16, lb6ReverseNat),
+        sockRevnat: take(lbMapNames.sockRevnat6, lb6SockRevnatKey, lb6SockRevnat),
+      };
+      this.affinity = take(lbMapNames.affinity, lbAffinityKey, lbAffinity);
+      this.affinityMatch = take(lbMapNames.affinityMatch, lbAffinityMatchKey, u8);
+      this.stats = take(lbMapNames.sockLbStats, u32, u64);
+    } catch (err) {
+      for (const m of opened) m.close();
+      throw err;
+    }
+    this.opened = opened;
+  }
+
+  /** The maps of a loaded object (sock_lb.bpf.o, or any object that includes lb_maps.h). */
+  static fromObject(obj: BpfObject): LbMaps {
+    return new LbMaps((name, k, v) => obj.typedMap(name, k, v));
+  }
+
+  /** The maps pinned under `pinRoot` by an agent (this process or another). */
+  static openPinned(pinRoot: string): LbMaps {
+    return new LbMaps((name, k, v) => BpfMap.openPinned(`${pinRoot}/${name}`, k, v));
+  }
+
+  /**
+   * Creates the maps pinned under `pinRoot` with `sizes`, or reuses those already pinned there
+   * (whose sizes must then match: EINVAL otherwise), by loading sock_lb.bpf.o; its programs
+   * are not attached and go away when this returns.
+   */
+  static open(opts: { pinRoot: string; sizes?: Partial<LbMapSizes>; objectPath?: string }): LbMaps {
+    const obj = BpfObject.open(opts.objectPath ?? bpfObjectPath('sock_lb.bpf.o'), {
+      pinRoot: opts.pinRoot,
+      maxEntries: lbMaxEntries(opts.sizes),
+    });
+    try {
+      obj.load();
+      return LbMaps.fromObject(obj);
+    } finally {
+      obj.close();
+    }
+  }
+
+  /** Backends and frontends together (a whole Service): backends first, then frontends. */
+  apply(state: { backends?: LbBackend[]; frontends?: LbFrontend[] }): void {
+    const backends = state.backends ?? [];
+    const frontends = state.frontends ?? [];
+    this.validate(frontends, backends);
+    this.writeBackends(backends);
+    this.writeFrontends(frontends);
+  }
+
+  /** Adds or replaces backends (by id). */
+  applyBackends(backends: LbBackend[]): void {
+    this.apply({ backends });
+  }
+
+  /** Adds or replaces frontends; every backend they list must be in the maps already. */
+  applyFrontends(frontends: LbFrontend[]): void {
+    this.apply({ frontends });
+  }
+
+  /** Removes frontends: masters first, so no reader finds a master without its slots. */
+  deleteFrontends(frontends: FrontendAddress[]): void {
+    for (const f of frontends) {
+      const what = `frontend ${String(f.address)}:${String(f.port)}/${String(f.protocol)}`;
+      checkAddress(what, f.address);
+      checkInteger(what, 'port', f.port, 1, 0xffff);
+      checkProtocol(what, f.protocol);
+    }
+    const previous = this.readFrontends(frontends);
+    const changes: FrontendChange[] = [];
+    for (const f of frontends) {
+      const old = previous.get(frontendName(f));
+      if (old) changes.push({ frontend: f, previous: old, plan: planFrontend(old, undefined) });
+    }
+    this.execute(changes);
+  }
+
+  /** Removes backends no frontend lists; WEFT_ERR_BACKEND_IN_USE (nothing removed) otherwise. */
+  deleteBackends(ids: number[]): void {
+    for (const id of ids) checkInteger(`backend ${String(id)}`, 'id', id, 1, 0xffff_ffff);
+    const wanted = new Set(ids);
+    const users = this.frontends()
+      .filter((f) => [...f.backends, ...(f.internalBackends ?? [])].some((id) => wanted.has(id)))
+      .map(frontendName);
+    if (users.length > 0) {
+      throw new WeftError(
+        'WEFT_ERR_BACKEND_IN_USE',
+        `backends ${ids.join(', ')} are still listed by ${users.join(', ')}; update those frontends first`,
+      );
+    }
+    this.v4.backends.deleteBatch(ids);
+    this.v6.backends.deleteBatch(ids);
+  }
+
+  /** Every frontend in the maps, both families, sorted by address, port and protocol. */
+  frontends(): LbFrontend[] {
+    return [
+      ...frontendsFromEntries(this.v4.services.entries()),
+      ...frontendsFromEntries(this.v6.services.entries()),
+    ].sort(compareFrontends);
+  }
+
+  /** One frontend as the maps hold it, or undefined. */
+  frontend(f: FrontendAddress): LbFrontend | undefined {
+    const services = this.familyMaps(f.address).services;
+    const external = services.lookup(serviceKey(f, LbScope.external, 0));
+    if (!external) return undefined;
+    const internal =
+      external.flags2 & LbServiceFlag2.twoScopes
+        ? services.lookup(serviceKey(f, LbScope.internal, 0))
+        : undefined;
+    return frontendFromEntries(f, external, internal, (scope, slot) =>
+      services.lookup(serviceKey(f, scope, slot)),
+    );
+  }
+
+  backends(): LbBackend[] {
+    const out: LbBackend[] = [];
+    for (const fam of [this.v4, this.v6]) {
+      for (const [id, e] of fam.backends.entries()) out.push(backendFromEntry(id, e));
+    }
+    return out.sort((a, b) => a.id - b.id);
+  }
+
+  reverseNat(): Array<{ revNatIndex: number } & LbReverseNat> {
+    const out: Array<{ revNatIndex: number } & LbReverseNat> = [];
+    for (const fam of [this.v4, this.v6]) {
+      for (const [i, e] of fam.reverseNat.entries()) out.push({ revNatIndex: i, ...e });
+    }
+    return out.sort((a, b) => a.revNatIndex - b.revNatIndex);
+  }
+
+  /** ClientIP affinity entries: which client uses which backend of which frontend. */
+  affinityEntries(): Array<[LbAffinityKey, LbAffinity]> {
+    return this.affinity.entries();
+  }
+
+  /** The socket LB's counters (enum sock_lb_stat), summed since the maps were created. */
+  sockLbStats(): Record<SockLbStat, number> {
+    const out = {} as Record<SockLbStat, number>;
+    sockLbStats.forEach((name, i) => {
+      out[name] = Number(this.stats.lookup(i) ?? 0n);
+    });
+    return out;
+  }
+
+  close(): void {
+    for (const m of this.opened) m.close();
+  }
+
+  // ---- internals ------------------------------------------------------------------------
+
+  private familyMaps(address: string): FamilyMaps {
+    return familyOf(address) === 4 ? this.v4 : this.v6;
+  }
+
+  /**
+   * Everything that can be checked before a write: each item on its own, no frontend or
+   * revNatIndex twice, every backend a frontend lists exists (in this call or in the maps)
+   * with the frontend's family, and no backend id in both families.
+   */
+  private validate(frontends: LbFrontend[], backends: LbBackend[]): void {
+    backends.forEach(validateBackend);
+    frontends.forEach(validateFrontend);
+    const names = new Set<string>();
+    const revNats = new Map<number, string>();
+    for (const f of frontends) {
+      const name = frontendName(f);
+      if (names.has(name)) invalid(`frontend ${name}`, 'listed twice');
+      const other = revNats.get(f.revNatIndex);
+      if (other) invalid(`frontend ${name}`, `revNatIndex ${f.revNatIndex} is also given to ${other}`);
+      names.add(name);
+      revNats.set(f.revNatIndex, name);
+    }
+
+    const incoming = new Map<number, IpFamily>();
+    for (const b of backends) {
+      const family = familyOf(b.address);
+      if ((incoming.get(b.id) ?? family) !== family)
+        invalid(`backend ${b.id}`, 'listed for both IPv4 and IPv6');
+      incoming.set(b.id, family);
+    }
+    const stored = {
+      4: this.backendIndex(this.v4, incoming.size),
+      6: this.backendIndex(this.v6, incoming.size),
+    };
+    for (const [id, family] of incoming) {
+      if (stored[family === 4 ? 6 : 4](id)) {
+        invalid(
+          `backend ${id}`,
+          `already used by an IPv${family === 4 ? 6 : 4} backend; ids are shared by both families`,
+        );
+      }
+    }
+    const referenced = frontends.reduce(
+      (n, f) => n + f.backends.length + (f.internalBackends?.length ?? 0),
+      0,
+    );
+    const inMaps = { 4: this.backendIndex(this.v4, referenced), 6: this.backendIndex(this.v6, referenced) };
+    for (const f of frontends) {
+      const family = familyOf(f.address);
+      for (const id of new Set([...f.backends, ...(f.internalBackends ?? [])])) {
+        const other: IpFamily = family === 4 ? 6 : 4;
+        let known = incoming.get(id);
+        if (known === undefined && inMaps[family](id)) known = family;
+        if (known === undefined && inMaps[other](id)) known = other;
+        if (known === undefined) {
+          invalid(`frontend ${frontendName(f)}`, `backend ${id} does not exist; apply it first`);
+        }
+        if (known !== family) {
+          invalid(`frontend ${frontendName(f)}`, `backend ${id} is IPv${known}, the frontend IPv${family}`);
+        }
+      }
+    }
+  }
+
+  /** Membership test for backend ids in one family's map: lookups for a few, one walk for many. */
+  private backendIndex(maps: FamilyMaps, expectedQueries: number): (id: number) => boolean {
+    if (expectedQueries > BULK_READ_THRESHOLD) {
+      const ids = new Set(maps.backends.keys());
+      return (id) => ids.has(id);
+    }
+    const seen = new Map<number, boolean>();
+    return (id) => {
+      let found = seen.get(id);
+      if (found === undefined) {
+        found = maps.backends.lookup(id) !== undefined;
+        seen.set(id, found);
+      }
+      return found;
+    };
+  }
+
+  private writeBackends(backends: LbBackend[]): void {
+    for (const maps of [this.v4, this.v6]) {
+      const entries = backends
+        .filter((b) => familyOf(b.address) === maps.family)
+        .map((b): [number, Lb4Backend] => [b.id, backendEntry(b)]);
+      if (entries.length === 0) continue;
+      try {
+        maps.backends.updateBatch(entries);
+      } catch (err) {
+        if (!isMapFull(err)) throw err;
+        throw new LbMapFullError(
+          maps.backends,
+          `${err.applied} of ${entries.length} backends written (unreferenced until a frontend lists them); no frontend was changed`,
+          err,
+        );
+      }
+    }
+  }
+
+  private writeFrontends(frontends: LbFrontend[]): void {
+    const previous = this.readFrontends(frontends);
+    this.execute(
+      frontends.map((f) => {
+        const old = previous.get(frontendName(f));
+        return { frontend: f, previous: old, plan: planFrontend(old, f) };
+      }),
+    );
+  }
+
+  /** What the maps hold for these frontends now (absent: not in the maps). */
+  private readFrontends(frontends: FrontendAddress[]): Map<string, LbFrontend> {
+    const out = new Map<string, LbFrontend>();
+    if (frontends.length > BULK_READ_THRESHOLD) {
+      const wanted = new Set(frontends.map(frontendName));
+      for (const f of this.frontends()) if (wanted.has(frontendName(f))) out.set(frontendName(f), f);
+      return out;
+    }
+    for (const f of frontends) {
+      const current = this.frontend(f);
+      if (current) out.set(frontendName(f), current);
+    }
+    return out;
+  }
+
+  /** Applies the plans of many frontends at once, family by family, in the safe order. */
+  private execute(changes: FrontendChange[]): void {
+    for (const maps of [this.v4, this.v6]) {
+      const mine = changes.filter((c) => familyOf(c.frontend.address) === maps.family);
+      if (mine.length === 0) continue;
+      const plans = mine.map((c) => c.plan);
+      const revNatWrites = plans.flatMap((p) => p.reverseNatWrites);
+      const matchWrites = plans.flatMap((p) => p.affinityMatchWrites);
+      try {
+        maps.reverseNat.updateBatch(revNatWrites);
+        this.affinityMatch.updateBatch(matchWrites.map((k): [LbAffinityMatchKey, number] => [k, 1]));
+      } catch (err) {
+        if (!isMapFull(err)) throw err;
+        const map = revNatWrites.length > err.applied ? maps.reverseNat : this.affinityMatch;
+        throw new LbMapFullError(map, 'no frontend was changed', err);
+      }
+      this.writeServices(maps.services, mine);
+      maps.services.deleteBatch(plans.flatMap((p) => p.serviceDeletes));
+      this.affinityMatch.deleteBatch(plans.flatMap((p) => p.affinityMatchDeletes));
+      // An index one frontend gives up may be the one another frontend takes in this batch.
+      const rewritten = new Set(revNatWrites.map(([i]) => i));
+      maps.reverseNat.deleteBatch(plans.flatMap((p) => p.reverseNatDeletes).filter((i) => !rewritten.has(i)));
+    }
+  }
+
+  /**
+   * All slots, then all INT masters, then all EXT masters, in one ordered batch. If the map
+   * fills up part-way, the new slots that no master reaches are removed again, so each
+   * frontend is either as before (its master unchanged; slots it reads rewritten in place
+   * point at existing backends) or as asked.
+   */
+  private writeServices(services: BpfMap<Lb4Key, LbService>, changes: FrontendChange[]): void {
+    const slots: Array<[Lb4Key, LbService]> = [];
+    const intMasters: Array<[Lb4Key, LbService]> = [];
+    const extMasters: Array<[Lb4Key, LbService]> = [];
+    for (const { plan } of changes) {
+      for (const entry of plan.serviceWrites) {
+        const [k] = entry;
+        if (k.backend_slot !== 0) slots.push(entry);
+        else if (k.scope === LbScope.internal) intMasters.push(entry);
+        else extMasters.push(entry);
+      }
+    }
+    const ordered = [...slots, ...intMasters, ...extMasters];
+    if (ordered.length === 0) return;
+    try {
+      services.updateBatch(ordered);
+    } catch (err) {
+      if (!isMapFull(err)) throw err;
+      const applied = ordered.slice(0, err.applied);
+      const mastersWritten = new Set(applied.filter(([k]) => k.backend_slot === 0).map(([k]) => runId(k)));
+      const oldCounts = new Map<string, number>();
+      for (const { frontend, previous } of changes) {
+        oldCounts.set(runId(serviceKey(frontend, LbScope.external, 0)), previous?.backends.length ?? 0);
+        oldCounts.set(
+          runId(serviceKey(frontend, LbScope.internal, 0)),
+          previous?.internalBackends?.length ?? 0,
+        );
+      }
+      const unreachable = applied
+        .map(([k]) => k)
+        .filter((k) => k.backend_slot > (oldCounts.get(runId(k)) ?? 0) && !mastersWritten.has(runId(k)));
+      services.deleteBatch(unreachable);
+      throw new LbMapFullError(
+        services,
+        `${err.applied} of ${ordered.length} entries written; frontends whose master was not written keep their previous backends`,
+        err,
+      );
+    }
+  }
+}
+
+export function frontendsFromEntries(entries: Array<[Lb4Key, LbService]>): LbFrontend[] {
+  const index = new Map<string, LbService>();
+  const id = (k: Lb4Key) => `${k.address}|${k.dport}|${k.proto}|${k.scope}|${k.backend_slot}`;
+  for (const [k, v] of entries) index.set(id(k), v);
+  const out: LbFrontend[] = [];
+  for (const [k, v] of entries) {
+    if (k.backend_slot !== 0 || k.scope !== LbScope.external) continue;
+    const key: FrontendAddress = { address: k.address, port: k.dport, protocol: protocolName(k.proto) };
+    const internal = index.get(id({ ...k, scope: LbScope.internal }));
+    out.push(
+      frontendFromEntries(key, v, internal, (scope, slot) =>
+        index.get(id({ ...k, scope, backend_slot: slot })),
+      ),
+    );
+  }
+  return out;
+}
+
+function compareFrontends(a: FrontendAddress, b: FrontendAddress): number {
+  const fa = familyOf(a.address);
+  const fb = familyOf(b.address);
+  if (fa !== fb) return fa - fb;
+  const ka = (fa === 4 ? ipv4Bytes(a.address) : parseIPv6(a.address)) ?? new Uint8Array();
+  const kb = (fb === 4 ? ipv4Bytes(b.address) : parseIPv6(b.address)) ?? new Uint8Array();
+  const byAddress = Buffer.compare(Buffer.from(ka), Buffer.from(kb));
+  if (byAddress !== 0) return byAddress;
+  if (a.port !== b.port) return a.port - b.port;
+  return lbProtocols[a.protocol] - lbProtocols[b.protocol];
+}
+
+function ipv4Bytes(address: string): Uint8Array {
+  return Uint8Array.from(address.split('.').map(Number));
+}
+
+/** A struct codec over another one's bytes, with a friendlier TypeScript shape. */
+function mapStruct<R extends object, T extends object>(
+  raw: StructCodec<R>,
+  toRaw: (value: T) => R,
+  fromRaw: (raw: R) => T,
+): StructCodec<T> {
+  return {
+    cName: raw.cName,
+    size: raw.size,
+    align: raw.align,
+    fields: raw.fields,
+    encode: (v, buf, offset) => raw.encode(toRaw(v), buf, offset),
+    decode: (buf, offset) => fromRaw(raw.decode(buf, offset)),
+  };
+}
