@@ -103,8 +103,14 @@ const SUBCOMMANDS: Record<string, Subcommand<FlagSpecs>> = {
       },
     },
     async run(values, _positionals, context) {
+      // A pod may be deleted while it starts: remember a SIGTERM that arrives before the server.
+      let server: Awaited<ReturnType<typeof startNetexec>> | undefined;
+      let terminateRequested = false;
+      const unsubscribe = context.onSignal('SIGTERM', () => {
+        if (server) server.terminate();
+        else terminateRequested = true;
+      });
       const { NetexecStartError, startNetexec } = await import('./netexec.js');
-      let server: Awaited<ReturnType<typeof startNetexec>>;
       try {
         server = await startNetexec({
           httpPort: values['http-port'],
@@ -119,13 +125,14 @@ const SUBCOMMANDS: Record<string, Subcommand<FlagSpecs>> = {
           log: goLog,
         });
       } catch (err) {
+        unsubscribe();
         if (err instanceof NetexecStartError) {
           goLog(err.message);
           return 1;
         }
         throw err;
       }
-      const unsubscribe = context.onSignal('SIGTERM', () => server.terminate());
+      if (terminateRequested) server.terminate();
       const code = await server.exited;
       unsubscribe();
       return code;
@@ -144,7 +151,6 @@ const SUBCOMMANDS: Record<string, Subcommand<FlagSpecs>> = {
       },
     },
     async run(values, _positionals, context) {
-      process.stdout.write('Paused\n');
       // The real pause exits 1 after SIGINT and 2 after SIGTERM.
       const code = await new Promise<number>((resolve) => {
         const keepAlive = setInterval(() => {}, 1 << 30);
@@ -155,6 +161,8 @@ const SUBCOMMANDS: Record<string, Subcommand<FlagSpecs>> = {
           resolve(code);
         };
         stops.push(context.onSignal('SIGINT', on(1)), context.onSignal('SIGTERM', on(2)));
+        // Printed once the signals are handled: whoever waits for it may signal at once.
+        process.stdout.write('Paused\n');
       });
       const delay = values['delay-shutdown'];
       if (delay > 0) {
@@ -178,23 +186,24 @@ const SUBCOMMANDS: Record<string, Subcommand<FlagSpecs>> = {
       port: { type: 'int', default: 9376, usage: 'Port number.' },
     },
     async run(values, _positionals, context) {
+      let unsubscribe = () => {};
+      const terminated = new Promise<void>((resolve) => {
+        unsubscribe = context.onSignal('SIGTERM', () => resolve());
+      });
       const { ServeHostnameStartError, startServeHostname } = await import('./serve-hostname.js');
       let server: Awaited<ReturnType<typeof startServeHostname>>;
       try {
         server = await startServeHostname({ ...values, hostname: podHostname(context.env), log: goLog });
       } catch (err) {
+        unsubscribe();
         if (err instanceof ServeHostnameStartError) {
           goLog(err.message);
           return 1;
         }
         throw err;
       }
-      await new Promise<void>((resolve) => {
-        const unsubscribe = context.onSignal('SIGTERM', () => {
-          unsubscribe();
-          resolve();
-        });
-      });
+      await terminated;
+      unsubscribe();
       // The real one keeps serving for 60 s "awaiting pod deletion" until the kubelet kills
       // it; here the kubelet's SIGTERM means the pod is going, so stop at once.
       goLog('Shutting down after receiving signal: terminated.');
