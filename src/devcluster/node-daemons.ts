@@ -1,0 +1,90 @@
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '../shared/log.js';
+import type { NodeRecord } from './cluster-record.js';
+import { type ProcessRecord, recordProcess, signalRecorded } from './process-record.js';
+import { netnsPath, sandboxArgv } from './sandbox-exec.js';
+
+/**
+ * Per-node system processes the daemon starts and supervises, the way kind runs a DaemonSet's
+ * hostNetwork pods: in the node's network namespace and cgroup, with KUBECONFIG pointing at a
+ * kubeconfig that reaches the API server over the bridge. `weft agent --node-name <node>`
+ * goes here once it exists (it is an issue of its own); the list is empty until then.
+ */
+export interface NodeDaemonSpec {
+  /** Short name, used for logs and the process record: "agent". */
+  name: string;
+  argv(node: NodeRecord): string[];
+}
+
+export const NODE_DAEMONS: NodeDaemonSpec[] = [];
+
+export class NodeDaemonSupervisor {
+  private readonly running = new Map<string, ProcessRecord>();
+  private readonly restarts = new Map<string, number>();
+  private stopped = false;
+
+  constructor(
+    private readonly opts: {
+      nodes: NodeRecord[];
+      specs: NodeDaemonSpec[];
+      internalKubeconfig: string;
+      logsDir: string;
+      log: Logger;
+      onProcessesChanged: (procs: ProcessRecord[]) => void;
+    },
+  ) {}
+
+  start(): void {
+    for (const node of this.opts.nodes) for (const spec of this.opts.specs) this.launch(node, spec);
+  }
+
+  /** Stops supervising; the processes keep running until `down` (like the pods). */
+  detach(): void {
+    this.stopped = true;
+  }
+
+  /** Ends them (used when the daemon is asked to stop everything). */
+  terminate(): void {
+    this.stopped = true;
+    for (const rec of this.running.values()) signalRecorded(rec, 'SIGTERM');
+  }
+
+  private launch(node: NodeRecord, spec: NodeDaemonSpec): void {
+    if (this.stopped) return;
+    const key = `${node.name}/${spec.name}`;
+    const logFile = join(this.opts.logsDir, 'nodes', node.name, `${spec.name}.log`);
+    mkdirSync(join(this.opts.logsDir, 'nodes', node.name), { recursive: true });
+    const fd = openSync(logFile, 'a');
+    try {
+      const argv = sandboxArgv(node.cgroup, netnsPath(node.netns), spec.argv(node));
+      const child = spawn(argv[0] ?? 'sh', argv.slice(1), {
+        detached: true,
+        stdio: ['ignore', fd, fd],
+        env: { ...process.env, KUBECONFIG: this.opts.internalKubeconfig, NODE_NAME: node.name },
+      });
+      const rec = child.pid === undefined ? undefined : recordProcess(child.pid, `${spec.name} ${node.name}`);
+      if (rec) {
+        this.running.set(key, rec);
+        this.opts.onProcessesChanged([...this.running.values()]);
+      }
+      child.unref();
+      child.on('exit', (code, signal) => {
+        this.running.delete(key);
+        this.opts.onProcessesChanged([...this.running.values()]);
+        if (this.stopped) return;
+        const n = (this.restarts.get(key) ?? 0) + 1;
+        this.restarts.set(key, n);
+        const delay = Math.min(1_000 * 2 ** Math.min(n, 6), 60_000);
+        this.opts.log.warn(
+          { node: node.name, daemon: spec.name, code, signal, restartInMs: delay },
+          'node daemon exited',
+        );
+        setTimeout(() => this.launch(node, spec), delay).unref();
+      });
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
