@@ -764,8 +764,8 @@ export class LbMaps {
 
   /**
    * Creates the maps pinned under `pinRoot` with `sizes`, or reuses those already pinned there
-   * (whose sizes must then match: EINVAL otherwise), by loading sock_lb.bpf.o; its programs
-   * are not attached and go away when this returns.
+   * (whose sizes must then match: WEFT_ERR_PINNED_MAP_MISMATCH otherwise), by loading
+   * sock_lb.bpf.o; its programs are not attached and go away when this returns.
    */
   static open(opts: { pinRoot: string; sizes?: Partial<LbMapSizes>; objectPath?: string }): LbMaps {
     const obj = BpfObject.open(opts.objectPath ?? bpfObjectPath('sock_lb.bpf.o'), {
