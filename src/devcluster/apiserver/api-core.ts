@@ -397,7 +397,9 @@ export class ApiCore {
     const m = meta(o);
     const name = typeof m.name === 'string' ? m.name : '';
     const metaErrors = validateMetadata(t, o);
-    if (metaErrors.length > 0) throw invalid(t.kind, t.group, name, metaErrors);
+    if (metaErrors.some((e) => e.field === 'metadata.name' && e.type === 'FieldValueRequired')) {
+      throw invalid(t.kind, t.group, name, metaErrors);
+    }
     if (ctx.name && ctx.name !== name)
       throw badRequest(`the name of the object (${name}) does not match the name on the URL (${ctx.name})`);
     const ctxWithName = { ...ctx, name };
@@ -413,10 +415,10 @@ export class ApiCore {
     else delete m.generation;
     delete m.managedFields;
     this.prepareForCreate(t, o);
-    const candidate = this.finish(ctx, o, undefined, 'create');
+    const candidate = this.finish(ctx, o, undefined, 'create', metaErrors);
     const tracked = track(candidate);
-    if (this.dryRun(ctx)) return this.present(t, ctx.version, tracked);
     const allocations = this.planServiceAllocations(t, tracked, undefined);
+    if (this.dryRun(ctx)) return this.present(t, ctx.version, tracked);
     allocations?.commit();
     const stored = this.store.put(t.id, key, tracked);
     this.afterWrite(t, stored, undefined);
@@ -447,12 +449,13 @@ export class ApiCore {
     o: JsonObject,
     old: JsonObject | undefined,
     kind: WriteKind,
+    earlier: FieldError[] = [],
   ): JsonObject {
     const t = ctx.type;
     const name = String(meta(o).name ?? '');
     applyDefaults(t, o);
     let result = o;
-    const errors: FieldError[] = [];
+    const errors: FieldError[] = [...earlier];
     if (t.id === crdTypeId) {
       const crdErrors = validateCrd(o);
       if (crdErrors.length === 0) {

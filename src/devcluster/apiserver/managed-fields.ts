@@ -36,9 +36,22 @@ const untrackedMetadata = new Set([
   'generateName',
 ]);
 
+/**
+ * Key fields the server defaults (a port's protocol is TCP unless said otherwise), so that an
+ * applied element without them names the same list entry as the stored, defaulted one.
+ */
+const defaultedKeyFields: Record<string, JsonValue> = { protocol: 'TCP' };
+
+function keyValue(element: JsonObject, k: string): JsonValue | undefined {
+  return Object.hasOwn(element, k) ? element[k] : defaultedKeyFields[k];
+}
+
 function keySegment(element: JsonObject, keys: string[]): Segment {
   const picked: JsonObject = {};
-  for (const k of [...keys].sort()) if (Object.hasOwn(element, k)) picked[k] = element[k]!;
+  for (const k of [...keys].sort()) {
+    const v = keyValue(element, k);
+    if (v !== undefined) picked[k] = v;
+  }
   return `k:${JSON.stringify(picked)}`;
 }
 
@@ -140,7 +153,7 @@ function parseSegment(seg: Segment): {
 }
 
 function matchesKeys(element: JsonValue, keys: JsonObject): boolean {
-  return isObject(element) && Object.entries(keys).every(([k, v]) => deepEqual(element[k], v));
+  return isObject(element) && Object.entries(keys).every(([k, v]) => deepEqual(keyValue(element, k), v));
 }
 
 /** The value at a path, or undefined when the object does not have it. */
@@ -293,16 +306,25 @@ export function serverSideApply(input: ApplyInput): JsonObject {
     }
   }
   if (conflicts.length > 0 && !force) throw applyConflict(conflicts);
-  for (const c of conflicts) {
-    for (const other of others) if (other.entry.manager === c.manager) other.set.delete(c.path);
+  for (const other of others) {
+    removePaths(
+      other.set,
+      conflicts.filter((c) => c.manager === other.entry.manager).map((c) => c.path),
+    );
   }
 
-  let merged = (live ? mergeApplied(live, stripUntracked(applied), schema) : clone(applied)) as JsonObject;
-  const removed = [...previousSet].filter((p) => !newSet.has(p)).sort((a, b) => b.length - a.length);
+  const merged = clone(live ? mergeApplied(live, stripUntracked(applied), schema) : applied) as JsonObject;
+  // Shallowest first: a removed map or list entry takes its fields with it, unless another
+  // manager still owns something inside it, in which case only this manager's fields go.
+  const removed = [...previousSet]
+    .filter((p) => !newSet.has(p))
+    .sort((a, b) => a.split(SEP).length - b.split(SEP).length);
+  const removedRoots: string[] = [];
   for (const path of removed) {
+    if (removedRoots.some((r) => path.startsWith(r + SEP))) continue;
     if (others.some((o) => ownsAtOrBelow(o.set, path))) continue;
-    merged = merged === live ? clone(merged) : merged;
     removeAt(merged, path);
+    removedRoots.push(path);
   }
   const nextEntries: ManagedFieldsEntry[] = [];
   for (const o of others) {
@@ -389,13 +411,15 @@ export function recordUpdate(input: UpdateInput): JsonObject {
   let mineSet = new Set<string>();
   for (const e of entries) {
     const set = fromFieldsV1(e.fieldsV1);
-    for (const p of gone) set.delete(p);
+    removePaths(set, gone);
     if (isSelf(e)) {
       mineSet = set;
       continue;
     }
-    for (const p of changed) if (isLeaf(newSet, p)) set.delete(p);
-    pruneDangling(set);
+    removePaths(
+      set,
+      [...changed].filter((p) => isLeaf(newSet, p)),
+    );
     if (set.size > 0) next.push({ ...e, fieldsV1: toFieldsV1(set) });
   }
   for (const p of changed) mineSet.add(p);
@@ -417,14 +441,20 @@ export function recordUpdate(input: UpdateInput): JsonObject {
   return { ...newObj, metadata };
 }
 
-/** Drops intermediate paths left with nothing under them once their leaves changed owner. */
-function pruneDangling(set: Set<string>): void {
-  const all = [...set];
-  const leaves = all.filter((p) => isLeaf(set, p));
-  const keep = new Set<string>();
-  for (const leaf of leaves) {
-    const segs = leaf.split(SEP);
-    for (let i = 1; i <= segs.length; i++) keep.add(segs.slice(0, i).join(SEP));
+/**
+ * Takes paths out of a manager's set, and with them the parents that only held them (a parent
+ * that was itself a leaf, such as an atomic list, stays owned).
+ */
+function removePaths(set: Set<string>, paths: Iterable<string>): void {
+  const originalLeaves = new Set([...set].filter((p) => isLeaf(set, p)));
+  const parents = new Set<string>();
+  for (const p of paths) {
+    if (!set.delete(p)) continue;
+    const segs = p.split(SEP);
+    for (let i = 1; i < segs.length; i++) parents.add(segs.slice(0, i).join(SEP));
   }
-  for (const p of all) if (!keep.has(p)) set.delete(p);
+  const deepestFirst = [...parents].sort((a, b) => b.split(SEP).length - a.split(SEP).length);
+  for (const parent of deepestFirst) {
+    if (set.has(parent) && !originalLeaves.has(parent) && isLeaf(set, parent)) set.delete(parent);
+  }
 }
