@@ -443,11 +443,12 @@ describe('deletion', () => {
   });
 
   it('deletecollection deletes what the selector matches', () => {
-    for (const [name, app] of [
+    const members: Array<[string, string]> = [
       ['a', 'x'],
       ['b', 'x'],
       ['c', 'y'],
-    ]) {
+    ];
+    for (const [name, app] of members) {
       core.create(ctx('', 'v1', 'configmaps', { ns: 'demo' }), {
         apiVersion: 'v1',
         kind: 'ConfigMap',
