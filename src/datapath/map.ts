@@ -56,6 +56,14 @@ export class BpfMap<K, V> {
   private closed = false;
 
   constructor(fd: number, info: BpfMapInfo, key: Codec<K>, value: Codec<V>) {
+    if (info.type.startsWith('percpu_') || info.type.startsWith('lru_percpu_')) {
+      // A per-CPU lookup writes one value per possible CPU; these scratch buffers hold one.
+      closeFd(fd);
+      throw new WeftError(
+        'WEFT_ERR_UNSUPPORTED',
+        `map ${info.name} is ${info.type}: per-CPU maps are not supported by BpfMap yet (use a plain map with atomic adds)`,
+      );
+    }
     if (key.size !== info.keySize || value.size !== info.valueSize) {
       closeFd(fd);
       throw new WeftError(
