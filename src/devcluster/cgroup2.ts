@@ -33,7 +33,15 @@ export function cgroup2Mount(): string {
 }
 
 export function ensureCgroup(dir: string): void {
-  mkdirSync(dir, { recursive: true });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      mkdirSync(dir, { recursive: true });
+      return;
+    } catch (err) {
+      // A `down` of the last other cluster may remove the shared parent between two mkdirs.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3) throw err;
+    }
+  }
 }
 
 /** PIDs in `dir` and all its descendants. */

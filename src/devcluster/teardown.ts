@@ -1,5 +1,5 @@
-import { existsSync, readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { cgroup2Mount, killCgroupTree, removeCgroupTree } from './cgroup2.js';
 import {
   type ClusterRecord,
@@ -128,6 +128,8 @@ export async function teardownCluster(name: string, opts: TeardownOptions = {}):
       errors.push((err as Error).message);
     }
   }
+  // The shared parent goes with the last cluster (another `up` recreates it as needed).
+  if (clusterCgroup) removeIfEmpty(dirname(clusterCgroup));
   for (const dir of pinDirs) {
     if (!existsSync(dir)) continue;
     try {
@@ -158,5 +160,13 @@ function safe<T>(fn: () => T, errors: string[]): T | undefined {
   } catch (err) {
     errors.push((err as Error).message);
     return undefined;
+  }
+}
+
+function removeIfEmpty(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // not empty (another cluster), busy or gone: all fine
   }
 }

@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   type CoreV1Api,
@@ -295,13 +296,8 @@ export class PodWorker {
       return;
     }
     const runIndex = restart ? c.restartCount + 1 : 0;
-    const logFile = join(
-      this.ctx.logsDir,
-      `${this.pod.metadata?.namespace}_${this.pod.metadata?.name}_${this.uid}`,
-      c.spec.name,
-      `${runIndex}.log`,
-    );
-    let proc: ContainerProcess;
+    const logFile = join(this.podLogDir(), c.spec.name, `${runIndex}.log`);
+    let proc: ContainerProcess | undefined;
     try {
       proc = startContainerProcess({
         argv,
@@ -332,6 +328,15 @@ export class PodWorker {
       'container started',
     );
     if (!c.init) this.startProbes(c, env);
+  }
+
+  /** Like /var/log/pods/<namespace>_<name>_<uid>/<container>/<restart>.log. */
+  private podLogDir(): string {
+    return join(
+      this.ctx.logsDir,
+      'pods',
+      `${this.pod.metadata?.namespace}_${this.pod.metadata?.name}_${this.uid}`,
+    );
   }
 
   private containerFailedToStart(c: ContainerRuntime, err: unknown): void {
@@ -391,8 +396,13 @@ export class PodWorker {
     timer.unref();
   }
 
-  private containerExited(c: ContainerRuntime, proc: ContainerProcess, exit: ContainerExit): void {
-    if (c.process !== proc) return;
+  private containerExited(
+    c: ContainerRuntime,
+    proc: ContainerProcess | undefined,
+    exit: ContainerExit,
+  ): void {
+    // `proc` is undefined when the process exited before spawn() returned (a failed start).
+    if (!proc || c.process !== proc) return;
     c.process = undefined;
     c.stopProbes();
     const startedAt = c.state.kind === 'running' ? c.state.startedAt : k8sTime(proc.startedAt);
@@ -511,6 +521,8 @@ export class PodWorker {
       }
       if (!rec.hostNetwork) this.ctx.ipam.release(this.uid);
       removePodRecord(this.ctx.cluster.name, this.uid);
+      // Like the kubelet, a deleted pod's logs go with it.
+      rmSync(this.podLogDir(), { recursive: true, force: true });
       this.record = undefined;
     }
     if (!this.objectGone) {
