@@ -7,6 +7,7 @@
 #include <bpf/bpf_helpers.h>
 #include "selftest.h"
 #include "weft/lb.h"
+#include "weft/nodeport.h"
 
 #define WEFT_LAYOUT(type) struct type weft_layout_##type __attribute__((unused))
 #define WEFT_ENUM(type) enum type weft_enum_##type __attribute__((unused))
@@ -36,5 +37,14 @@ WEFT_ENUM(lb_svc_flags2);
 WEFT_ENUM(lb_backend_state);
 WEFT_ENUM(lb_affinity_client_kind);
 WEFT_ENUM(sock_lb_stat);
+WEFT_LAYOUT(np_config);
+WEFT_LAYOUT(np4_tuple);
+WEFT_LAYOUT(np4_ct_entry);
+WEFT_LAYOUT(np4_snat_entry);
+WEFT_LAYOUT(np4_frag_key);
+WEFT_LAYOUT(np4_frag_ports);
+WEFT_ENUM(np_ct_dir);
+WEFT_ENUM(np_ct_flags);
+WEFT_ENUM(np_stat);
 
 char LICENSE[] SEC("license") = "GPL";
