@@ -6,7 +6,7 @@ import {
   type PodInput,
   planEndpointSlices,
   type ServiceInput,
-} from '../../src/devcluster/controllers/endpointslice.js';
+} from '../../src/devcluster/controllers/endpointslice-plan.js';
 
 // --- fixtures -------------------------------------------------------------------------------
 

@@ -34,7 +34,6 @@ export interface ObjectMetaInput {
   deletionTimestamp?: Maybe<Date | string>;
   ownerReferences?: Maybe<OwnerReference[]>;
   generateName?: Maybe<string>;
-  [field: string]: unknown;
 }
 
 export interface OwnerReference {
