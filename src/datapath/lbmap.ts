@@ -682,6 +682,15 @@ interface FamilyMaps {
   sockRevnat: BpfMap<LbSockRevnatKey, LbSockRevnat>;
 }
 
+/** One batch of writes or deletes on one map, as LbMaps reports it (for metrics). */
+export interface LbMapOps {
+  map: string;
+  operation: 'update' | 'delete';
+  outcome: 'success' | 'fail';
+  /** Entries: on failure, the applied ones are reported as a separate success. */
+  count: number;
+}
+
 /** One frontend's change: where it stands now and what turns it into what was asked. */
 interface FrontendChange {
   frontend: FrontendAddress;
@@ -694,11 +703,6 @@ const BULK_READ_THRESHOLD = 64;
 
 function isMapFull(err: unknown): err is BatchError {
   return err instanceof BatchError && err.errnoName === 'E2BIG';
-}
-
-/** Identity of a run of service entries: one frontend's one scope. */
-function runId(k: Lb4Key): string {
-  return `${k.address}|${k.dport}|${k.proto}|${k.scope}`;
 }
 
 /**
@@ -718,6 +722,8 @@ export class LbMaps {
   readonly affinity: BpfMap<LbAffinityKey, LbAffinity>;
   readonly affinityMatch: BpfMap<LbAffinityMatchKey, number>;
   readonly stats: BpfMap<number, bigint>;
+  /** Called after every batch write or delete this class makes (metrics). Must not throw. */
+  onOps?: (ops: LbMapOps) => void;
   private readonly opened: Array<{ close(): void }>;
 
   private constructor(open: <K, V>(name: string, key: Codec<K>, value: Codec<V>) => BpfMap<K, V>) {
@@ -799,6 +805,72 @@ export class LbMaps {
     this.apply({ frontends });
   }
 
+  // ---- for a writer that mirrors the maps (the agent) -------------------------------------
+  // These trust the caller's knowledge of what the maps hold (it read them back on start and
+  // is their only writer), so they touch only the entries that change: no map walks, no
+  // read-back. Each item is still validated before any map is touched.
+
+  /**
+   * Adds or replaces backends by id. A full map raises LbMapFullError after writing a prefix
+   * of them (no frontend lists them yet, so that is harmless).
+   */
+  upsertBackends(backends: LbBackend[]): void {
+    backends.forEach(validateBackend);
+    this.writeBackends(backends);
+  }
+
+  /** Removes backends by id, in both families, without asking whether a frontend lists them. */
+  removeBackends(ids: number[]): void {
+    for (const id of ids) checkInteger(`backend ${String(id)}`, 'id', id, 1, 0xffff_ffff);
+    for (const maps of [this.v4, this.v6]) this.deleteEntries(maps.backends, ids);
+  }
+
+  /**
+   * Turns each frontend from `previous` (what the maps hold, as the caller knows it; undefined:
+   * absent) into `next` (undefined: remove it), in one ordered batch per family. Every backend
+   * a `next` lists must be in the maps. On a full map (LbMapFullError) every frontend is exactly
+   * as before or exactly as asked: entries that need new room are written first, so the map
+   * fills up before any existing entry has been touched.
+   */
+  updateFrontends(changes: Array<{ previous: LbFrontend | undefined; next: LbFrontend | undefined }>): void {
+    const names = new Set<string>();
+    const revNats = new Map<number, string>();
+    const planned: FrontendChange[] = [];
+    for (const { previous, next } of changes) {
+      const key = next ?? previous;
+      if (!key) continue;
+      const name = frontendName(key);
+      if (next) {
+        validateFrontend(next);
+        const other = revNats.get(next.revNatIndex);
+        if (other) invalid(`frontend ${name}`, `revNatIndex ${next.revNatIndex} is also given to ${other}`);
+        revNats.set(next.revNatIndex, name);
+      }
+      if (previous && next && frontendName(previous) !== name) {
+        invalid(`frontend ${name}`, `its previous state is that of ${frontendName(previous)}`);
+      }
+      if (names.has(name)) invalid(`frontend ${name}`, 'listed twice');
+      names.add(name);
+      planned.push({ frontend: key, previous, plan: planFrontend(previous, next) });
+    }
+    this.execute(planned);
+  }
+
+  /** Removes reverse NAT entries by index, in both families (orphans no frontend uses). */
+  removeReverseNat(indexes: number[]): void {
+    for (const i of indexes) checkInteger(`reverse NAT ${String(i)}`, 'index', i, 1, 0xffff);
+    for (const maps of [this.v4, this.v6]) this.deleteEntries(maps.reverseNat, indexes);
+  }
+
+  /** One backend by id, from whichever family holds it. */
+  backend(id: number): LbBackend | undefined {
+    for (const maps of [this.v4, this.v6]) {
+      const e = maps.backends.lookup(id);
+      if (e) return backendFromEntry(id, e);
+    }
+    return undefined;
+  }
+
   /** Removes frontends: masters first, so no reader finds a master without its slots. */
   deleteFrontends(frontends: FrontendAddress[]): void {
     for (const f of frontends) {
@@ -829,8 +901,8 @@ export class LbMaps {
         `backends ${ids.join(', ')} are still listed by ${users.join(', ')}; update those frontends first`,
       );
     }
-    this.v4.backends.deleteBatch(ids);
-    this.v6.backends.deleteBatch(ids);
+    this.deleteEntries(this.v4.backends, ids);
+    this.deleteEntries(this.v6.backends, ids);
   }
 
   /** Every frontend in the maps, both families, sorted by address, port and protocol. */
@@ -979,7 +1051,7 @@ export class LbMaps {
         .map((b): [number, Lb4Backend] => [b.id, backendEntry(b)]);
       if (entries.length === 0) continue;
       try {
-        maps.backends.updateBatch(entries);
+        this.updateEntries(maps.backends, entries);
       } catch (err) {
         if (!isMapFull(err)) throw err;
         throw new LbMapFullError(
@@ -1025,65 +1097,137 @@ export class LbMaps {
       const revNatWrites = plans.flatMap((p) => p.reverseNatWrites);
       const matchWrites = plans.flatMap((p) => p.affinityMatchWrites);
       try {
-        maps.reverseNat.updateBatch(revNatWrites);
-        this.affinityMatch.updateBatch(matchWrites.map((k): [LbAffinityMatchKey, number] => [k, 1]));
+        this.updateEntries(maps.reverseNat, revNatWrites);
+        this.updateEntries(
+          this.affinityMatch,
+          matchWrites.map((k): [LbAffinityMatchKey, number] => [k, 1]),
+        );
       } catch (err) {
         if (!isMapFull(err)) throw err;
         const map = revNatWrites.length > err.applied ? maps.reverseNat : this.affinityMatch;
         throw new LbMapFullError(map, 'no frontend was changed', err);
       }
       this.writeServices(maps.services, mine);
-      maps.services.deleteBatch(plans.flatMap((p) => p.serviceDeletes));
-      this.affinityMatch.deleteBatch(plans.flatMap((p) => p.affinityMatchDeletes));
+      this.deleteEntries(
+        maps.services,
+        plans.flatMap((p) => p.serviceDeletes),
+      );
+      this.deleteEntries(
+        this.affinityMatch,
+        plans.flatMap((p) => p.affinityMatchDeletes),
+      );
       // An index one frontend gives up may be the one another frontend takes in this batch.
       const rewritten = new Set(revNatWrites.map(([i]) => i));
-      maps.reverseNat.deleteBatch(plans.flatMap((p) => p.reverseNatDeletes).filter((i) => !rewritten.has(i)));
+      this.deleteEntries(
+        maps.reverseNat,
+        plans.flatMap((p) => p.reverseNatDeletes).filter((i) => !rewritten.has(i)),
+      );
     }
   }
 
   /**
-   * All slots, then all INT masters, then all EXT masters, in one ordered batch. If the map
-   * fills up part-way, the new slots that no master reaches are removed again, so each
-   * frontend is either as before (its master unchanged; slots it reads rewritten in place
-   * point at existing backends) or as asked.
+   * One ordered batch: first every entry that needs new room (slots past a run's old count,
+   * then masters of runs that did not exist: INT before EXT), then entries rewritten in place
+   * (slots, INT masters, EXT masters). A hash map only runs out of room on a new key, so when it
+   * fills up no existing entry has been touched yet: each frontend whose last master write was
+   * not reached loses the new entries it got (nothing reaches them) and stays exactly as it
+   * was; the others are exactly as asked.
    */
   private writeServices(services: BpfMap<Lb4Key, LbService>, changes: FrontendChange[]): void {
-    const slots: Array<[Lb4Key, LbService]> = [];
-    const intMasters: Array<[Lb4Key, LbService]> = [];
-    const extMasters: Array<[Lb4Key, LbService]> = [];
-    for (const { plan } of changes) {
-      for (const entry of plan.serviceWrites) {
-        const [k] = entry;
-        if (k.backend_slot !== 0) slots.push(entry);
-        else if (k.scope === LbScope.internal) intMasters.push(entry);
-        else extMasters.push(entry);
+    const groups: Array<Array<[Lb4Key, LbService, number]>> = [[], [], [], [], [], []];
+    const NEW_SLOT = 0;
+    const NEW_INT = 1;
+    const NEW_EXT = 2;
+    const OLD_SLOT = 3;
+    const OLD_INT = 4;
+    const OLD_EXT = 5;
+    changes.forEach(({ previous, plan }, i) => {
+      const oldLength = (scope: number) =>
+        scope === LbScope.internal ? previous?.internalBackends?.length : previous?.backends.length;
+      for (const [k, v] of plan.serviceWrites) {
+        const had = oldLength(k.scope);
+        const exists = had !== undefined && k.backend_slot <= had;
+        const group =
+          k.backend_slot !== 0
+            ? exists
+              ? OLD_SLOT
+              : NEW_SLOT
+            : k.scope === LbScope.internal
+              ? exists
+                ? OLD_INT
+                : NEW_INT
+              : exists
+                ? OLD_EXT
+                : NEW_EXT;
+        groups[group]!.push([k, v, i]);
       }
-    }
-    const ordered = [...slots, ...intMasters, ...extMasters];
+    });
+    const ordered = groups.flat();
     if (ordered.length === 0) return;
     try {
-      services.updateBatch(ordered);
+      this.updateEntries(
+        services,
+        ordered.map(([k, v]): [Lb4Key, LbService] => [k, v]),
+      );
     } catch (err) {
       if (!isMapFull(err)) throw err;
-      const applied = ordered.slice(0, err.applied);
-      const mastersWritten = new Set(applied.filter(([k]) => k.backend_slot === 0).map(([k]) => runId(k)));
-      const oldCounts = new Map<string, number>();
-      for (const { frontend, previous } of changes) {
-        oldCounts.set(runId(serviceKey(frontend, LbScope.external, 0)), previous?.backends.length ?? 0);
-        oldCounts.set(
-          runId(serviceKey(frontend, LbScope.internal, 0)),
-          previous?.internalBackends?.length ?? 0,
-        );
+      // Where each frontend's last master write sits in the batch: reached means "as asked".
+      const commitAt = new Map<number, number>();
+      ordered.forEach(([k, , i], at) => {
+        if (k.backend_slot === 0) commitAt.set(i, at);
+      });
+      const undo: Lb4Key[] = [];
+      const newKeys = groups[NEW_SLOT]!.length + groups[NEW_INT]!.length + groups[NEW_EXT]!.length;
+      for (let at = 0; at < Math.min(err.applied, newKeys); at++) {
+        const [k, , i] = ordered[at]!;
+        if ((commitAt.get(i) ?? -1) >= err.applied) undo.push(k);
       }
-      const unreachable = applied
-        .map(([k]) => k)
-        .filter((k) => k.backend_slot > (oldCounts.get(runId(k)) ?? 0) && !mastersWritten.has(runId(k)));
-      services.deleteBatch(unreachable);
+      // Masters before slots, so nothing reaches a slot that is going away.
+      undo.sort((a, b) => (a.backend_slot === 0 ? -1 : 0) - (b.backend_slot === 0 ? -1 : 0));
+      this.deleteEntries(services, undo);
       throw new LbMapFullError(
         services,
-        `${err.applied} of ${ordered.length} entries written; frontends whose master was not written keep their previous backends`,
+        `${err.applied} of ${ordered.length} entries written; frontends that did not fit keep their previous state`,
         err,
       );
+    }
+  }
+
+  /** updateBatch, reported to onOps. */
+  private updateEntries<K, V>(map: BpfMap<K, V>, entries: ReadonlyArray<readonly [K, V]>): void {
+    if (entries.length === 0) return;
+    try {
+      map.updateBatch(entries);
+      this.report(map.name, 'update', 'success', entries.length);
+    } catch (err) {
+      const applied = err instanceof BatchError ? err.applied : 0;
+      this.report(map.name, 'update', 'success', applied);
+      this.report(map.name, 'update', 'fail', entries.length - applied);
+      throw err;
+    }
+  }
+
+  /** deleteBatch (absent keys skipped), reported to onOps. */
+  private deleteEntries<K, V>(map: BpfMap<K, V>, keys: readonly K[]): number {
+    if (keys.length === 0) return 0;
+    try {
+      const n = map.deleteBatch(keys);
+      this.report(map.name, 'delete', 'success', n);
+      return n;
+    } catch (err) {
+      const applied = err instanceof BatchError ? err.applied : 0;
+      this.report(map.name, 'delete', 'success', applied);
+      this.report(map.name, 'delete', 'fail', keys.length - applied);
+      throw err;
+    }
+  }
+
+  private report(map: string, operation: LbMapOps['operation'], outcome: LbMapOps['outcome'], count: number) {
+    if (count <= 0 || !this.onOps) return;
+    try {
+      this.onOps({ map, operation, outcome, count });
+    } catch {
+      // A metrics callback never breaks a map write.
     }
   }
 }
