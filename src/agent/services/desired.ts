@@ -1,0 +1,205 @@
+/**
+ * Service + its EndpointSlices + the Nodes → the frontends and backends this node's maps should
+ * hold for it. Pure: no I/O, no clock, no ids (allocator.ts gives those), same input → same
+ * output, so replaying events or restarting yields the same maps.
+ *
+ * Kubernetes semantics, as kube-proxy (pkg/proxy: CategorizeEndpoints, endpointslicecache) and
+ * Cilium implement them:
+ * - a Service port matches EndpointSlice ports by name and protocol; the slice port carries the
+ *   number a named targetPort resolved to, which may differ between slices;
+ * - an endpoint is used when ready; when none is, serving+terminating ones are (the terminating
+ *   fallback), separately for the cluster-wide and the node-local lists;
+ * - ClusterIP frontends serve in-cluster clients: internalTrafficPolicy Local lists only this
+ *   node's endpoints; none local → count 0 (refused at once);
+ * - NodePort (every node's InternalIPs), externalIPs and LoadBalancer ingress IPs serve external
+ *   clients (EXT scope: externalTrafficPolicy) and in-cluster ones (INT scope:
+ *   internalTrafficPolicy); when the two policies differ the frontend has two scopes;
+ * - headless, unset-ClusterIP and ExternalName Services have no frontends;
+ * - frontends and endpoints are per IP family: an IPv4 frontend lists IPv4 endpoints only.
+ */
+import {
+  type BackendKey,
+  backendKeyOf,
+  type DesiredBackend,
+  type DesiredFrontend,
+  type DesiredService,
+  type EndpointSliceInfo,
+  type FrontendType,
+  type IpFamily,
+  type NodeInfo,
+  type ServiceInfo,
+  type ServicePortInfo,
+  serviceKey,
+} from './types.js';
+
+function familyOf(address: string): IpFamily {
+  return address.includes(':') ? 6 : 4;
+}
+
+/** How usable an endpoint is: ready beats serving+terminating beats neither. */
+function usability(e: { ready: boolean; serving: boolean; terminating: boolean }): number {
+  if (e.ready) return 2;
+  if (e.serving && e.terminating) return 1;
+  return 0;
+}
+
+interface Candidate {
+  address: string;
+  port: number;
+  ready: boolean;
+  serving: boolean;
+  terminating: boolean;
+  local: boolean;
+}
+
+/**
+ * The endpoints of one Service port in one family, merged over its slices (by slice name, so
+ * the result does not depend on event order) and de-duplicated by address:port: the more usable
+ * copy wins, then the local one, then the first.
+ */
+export function endpointsForPort(
+  port: ServicePortInfo,
+  family: IpFamily,
+  slices: readonly EndpointSliceInfo[],
+  nodeName: string,
+): Candidate[] {
+  const byAddress = new Map<string, Candidate>();
+  for (const slice of slices) {
+    if (slice.family !== family) continue;
+    const sp = slice.ports.find((p) => p.name === port.name && p.protocol === port.protocol);
+    if (!sp) continue;
+    for (const e of slice.endpoints) {
+      const c: Candidate = {
+        address: e.address,
+        port: sp.port,
+        ready: e.ready,
+        serving: e.serving,
+        terminating: e.terminating,
+        local: e.nodeName !== undefined && e.nodeName === nodeName,
+      };
+      const id = `${c.address}|${c.port}`;
+      const have = byAddress.get(id);
+      if (
+        !have ||
+        usability(c) > usability(have) ||
+        (usability(c) === usability(have) && c.local && !have.local)
+      ) {
+        byAddress.set(id, c);
+      }
+    }
+  }
+  return [...byAddress.values()];
+}
+
+/** kube-proxy's choice: the ready endpoints, or, when none is ready, the serving+terminating ones. */
+export function usableEndpoints<T extends { ready: boolean; serving: boolean; terminating: boolean }>(
+  endpoints: readonly T[],
+): T[] {
+  const ready = endpoints.filter((e) => e.ready);
+  return ready.length > 0 ? ready : endpoints.filter((e) => e.serving && e.terminating);
+}
+
+function compareKeys(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+export function desiredService(
+  svc: ServiceInfo,
+  slices: readonly EndpointSliceInfo[],
+  nodes: readonly NodeInfo[],
+  nodeName: string,
+): DesiredService {
+  const out: DesiredService = {
+    key: serviceKey(svc.namespace, svc.name),
+    frontends: [],
+    backends: new Map(),
+  };
+  if (svc.type === 'ExternalName' || svc.headless || svc.clusterIPs.length === 0) return out;
+
+  const sortedSlices = [...slices].sort((a, b) => compareKeys(a.name, b.name));
+  const sortedNodes = [...nodes].sort((a, b) => compareKeys(a.name, b.name));
+  const seenFrontends = new Set<string>();
+
+  for (const port of svc.ports) {
+    for (const clusterIP of svc.clusterIPs) {
+      const family = familyOf(clusterIP);
+      const candidates = endpointsForPort(port, family, sortedSlices, nodeName);
+      const cluster = usableEndpoints(candidates);
+      const local = usableEndpoints(candidates.filter((c) => c.local));
+      const keysOf = (list: Candidate[]): BackendKey[] => {
+        const keys: BackendKey[] = [];
+        for (const c of list) {
+          const b: DesiredBackend = {
+            address: c.address,
+            port: c.port,
+            protocol: port.protocol,
+            state: c.terminating ? 'terminating' : 'active',
+            local: c.local,
+          };
+          const key = backendKeyOf(b);
+          const have = out.backends.get(key);
+          // The same pod under two Services (or ports) is one backend; terminating wins.
+          if (!have || (b.state === 'terminating' && have.state !== 'terminating')) out.backends.set(key, b);
+          keys.push(key);
+        }
+        return keys.sort(compareKeys);
+      };
+      const clusterKeys = keysOf(cluster);
+      const localKeys = keysOf(local);
+      const listFor = (policy: 'Cluster' | 'Local') => (policy === 'Local' ? localKeys : clusterKeys);
+
+      const add = (address: string, portNumber: number, type: FrontendType) => {
+        const id = `${address}|${portNumber}|${port.protocol}`;
+        if (seenFrontends.has(id)) return;
+        seenFrontends.add(id);
+        const f: DesiredFrontend = {
+          address,
+          port: portNumber,
+          protocol: port.protocol,
+          type,
+          portName: port.name,
+          backends: [],
+          externalTrafficPolicy: svc.externalTrafficPolicy,
+          internalTrafficPolicy: svc.internalTrafficPolicy,
+        };
+        if (svc.affinityTimeoutSeconds !== undefined) f.affinityTimeoutSeconds = svc.affinityTimeoutSeconds;
+        if (type === 'ClusterIP') {
+          // Only in-cluster clients reach a ClusterIP: one scope, internalTrafficPolicy.
+          f.backends = [...listFor(svc.internalTrafficPolicy)];
+        } else {
+          f.backends = [...listFor(svc.externalTrafficPolicy)];
+          if (svc.externalTrafficPolicy !== svc.internalTrafficPolicy) {
+            f.internalBackends = [...listFor(svc.internalTrafficPolicy)];
+          }
+        }
+        out.frontends.push(f);
+      };
+
+      add(clusterIP, port.port, 'ClusterIP');
+      if (port.nodePort !== undefined && (svc.type === 'NodePort' || svc.type === 'LoadBalancer')) {
+        for (const node of sortedNodes) {
+          for (const nodeIP of node.internalIPs) {
+            if (familyOf(nodeIP) === family) add(nodeIP, port.nodePort, 'NodePort');
+          }
+        }
+      }
+      for (const ip of svc.externalIPs) if (familyOf(ip) === family) add(ip, port.port, 'ExternalIP');
+      if (svc.type === 'LoadBalancer') {
+        for (const ip of svc.loadBalancerIPs) if (familyOf(ip) === family) add(ip, port.port, 'LoadBalancer');
+      }
+    }
+  }
+  // Backends no frontend lists (a local-only list left some out) are not wanted.
+  const listed = new Set<BackendKey>();
+  for (const f of out.frontends) {
+    for (const k of f.backends) listed.add(k);
+    for (const k of f.internalBackends ?? []) listed.add(k);
+  }
+  for (const k of [...out.backends.keys()]) if (!listed.has(k)) out.backends.delete(k);
+  return out;
+}
+
+/** Whether a Service's frontends depend on the Nodes (NodePort frontends on every node IP). */
+export function dependsOnNodes(svc: ServiceInfo): boolean {
+  return (svc.type === 'NodePort' || svc.type === 'LoadBalancer') && svc.ports.some((p) => p.nodePort);
+}

@@ -1,0 +1,123 @@
+/**
+ * Pure pieces of the diff between what a Service wants and what the maps hold: which slot each
+ * backend goes in, what counts as a change, and the LB model a desired frontend becomes once
+ * ids are known.
+ */
+import type { LbBackend, LbFrontend } from '../../datapath/lbmap.js';
+import type { DesiredBackend, DesiredFrontend } from './types.js';
+
+/**
+ * Slot order for a frontend's backends: `wanted` ids, placed so that as few slots as possible
+ * change. Backends that stay keep their slot; new ones fill the holes left by those that went,
+ * then go at the end; if more went than came, the last ones move into the holes. A new frontend
+ * lists its backends by id. One endpoint changing in a 1,000-backend Service then rewrites one
+ * or two slots, not a thousand.
+ */
+export function assignSlots(previous: readonly number[] | undefined, wanted: readonly number[]): number[] {
+  const want = new Set(wanted);
+  if (!previous || previous.length === 0) return [...want].sort((a, b) => a - b);
+  const slots: Array<number | undefined> = [];
+  const placed = new Set<number>();
+  for (const id of previous) {
+    if (want.has(id) && !placed.has(id)) {
+      slots.push(id);
+      placed.add(id);
+    } else {
+      slots.push(undefined);
+    }
+  }
+  const added = [...want].filter((id) => !placed.has(id)).sort((a, b) => a - b);
+  let next = 0;
+  for (let i = 0; i < slots.length && next < added.length; i++) {
+    if (slots[i] === undefined) slots[i] = added[next++];
+  }
+  while (next < added.length) slots.push(added[next++]);
+  // Compact: move the last filled slots into the remaining holes, then drop the tail.
+  let end = slots.length - 1;
+  for (let i = 0; i < slots.length; i++) {
+    if (slots[i] !== undefined) continue;
+    while (end > i && slots[end] === undefined) end--;
+    if (end <= i) break;
+    slots[i] = slots[end];
+    slots[end] = undefined;
+  }
+  const out: number[] = [];
+  for (const id of slots) if (id !== undefined) out.push(id);
+  return out;
+}
+
+function sameList(a: readonly number[] | undefined, b: readonly number[] | undefined): boolean {
+  if (a === b) return true;
+  if (!a || !b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Whether two frontends would write the same map entries. */
+export function sameFrontend(a: LbFrontend | undefined, b: LbFrontend | undefined): boolean {
+  if (!a || !b) return a === b;
+  return (
+    a.address === b.address &&
+    a.port === b.port &&
+    a.protocol === b.protocol &&
+    a.type === b.type &&
+    a.revNatIndex === b.revNatIndex &&
+    a.affinityTimeoutSeconds === b.affinityTimeoutSeconds &&
+    a.externalTrafficPolicy === b.externalTrafficPolicy &&
+    a.internalTrafficPolicy === b.internalTrafficPolicy &&
+    sameList(a.backends, b.backends) &&
+    sameList(a.internalBackends, b.internalBackends)
+  );
+}
+
+export function sameBackend(a: LbBackend | undefined, b: LbBackend | undefined): boolean {
+  if (!a || !b) return a === b;
+  return (
+    a.id === b.id &&
+    a.address === b.address &&
+    a.port === b.port &&
+    a.protocol === b.protocol &&
+    a.state === b.state &&
+    a.clusterId === b.clusterId &&
+    a.zone === b.zone
+  );
+}
+
+/** The LB model of a desired frontend, given its reverse NAT index and its slots. */
+export function lbFrontendOf(
+  f: DesiredFrontend,
+  revNatIndex: number,
+  backends: number[],
+  internalBackends: number[] | undefined,
+): LbFrontend {
+  const out: LbFrontend = {
+    address: f.address,
+    port: f.port,
+    protocol: f.protocol,
+    type: f.type,
+    revNatIndex,
+    backends,
+    externalTrafficPolicy: f.externalTrafficPolicy,
+    internalTrafficPolicy: f.internalTrafficPolicy,
+  };
+  if (internalBackends !== undefined) out.internalBackends = internalBackends;
+  if (f.affinityTimeoutSeconds !== undefined) out.affinityTimeoutSeconds = f.affinityTimeoutSeconds;
+  return out;
+}
+
+export function lbBackendOf(id: number, b: DesiredBackend): LbBackend {
+  return {
+    id,
+    address: b.address,
+    port: b.port,
+    protocol: b.protocol,
+    state: b.state,
+    clusterId: 0,
+    zone: 0,
+  };
+}
+
+/** The map key of a frontend, as lbmap's frontendName() spells it (IPv6 in brackets). */
+export function frontendId(f: { address: string; port: number; protocol: string }): string {
+  return `${f.address.includes(':') ? `[${f.address}]` : f.address}:${f.port}/${f.protocol}`;
+}

@@ -1,0 +1,121 @@
+/**
+ * The agent's compact view of the Kubernetes objects the load-balancer needs, after validation
+ * at the edge (src/agent/k8s/objects.ts), and of what it wants in the maps. Nothing here holds
+ * a client-node type: the pure functions of this directory see only these shapes.
+ */
+import type { BackendState, FrontendType, LbProtocol, TrafficPolicy } from '../../datapath/lbmap.js';
+
+export type { BackendState, FrontendType, LbProtocol, TrafficPolicy };
+export type IpFamily = 4 | 6;
+
+/** "namespace/name", as client-go's MetaNamespaceKeyFunc. */
+export type ServiceKey = string;
+
+export function serviceKey(namespace: string, name: string): ServiceKey {
+  return `${namespace}/${name}`;
+}
+
+export interface ServicePortInfo {
+  /** "" for a Service's only, unnamed port. */
+  name: string;
+  port: number;
+  protocol: LbProtocol;
+  /** Set for NodePort and LoadBalancer Services (unless allocateLoadBalancerNodePorts is false). */
+  nodePort?: number;
+}
+
+export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalName';
+
+export interface ServiceInfo {
+  namespace: string;
+  name: string;
+  type: ServiceType;
+  /** spec.clusterIPs (or spec.clusterIP), canonical text; empty when headless or unset. */
+  clusterIPs: string[];
+  /** clusterIP None: DNS-only, the datapath leaves it alone. */
+  headless: boolean;
+  ports: ServicePortInfo[];
+  externalIPs: string[];
+  /** status.loadBalancer.ingress[].ip, without ingress points in ipMode Proxy. */
+  loadBalancerIPs: string[];
+  /** sessionAffinity ClientIP: its timeout (default 10800 s); undefined for None. */
+  affinityTimeoutSeconds?: number;
+  externalTrafficPolicy: TrafficPolicy;
+  internalTrafficPolicy: TrafficPolicy;
+}
+
+export interface EndpointInfo {
+  /** addresses[0], canonical text (consumers use the first address, as kube-proxy does). */
+  address: string;
+  /** conditions.ready; nil means true. */
+  ready: boolean;
+  /** conditions.serving; nil means true. */
+  serving: boolean;
+  /** conditions.terminating; nil means false. */
+  terminating: boolean;
+  nodeName?: string;
+}
+
+export interface EndpointPortInfo {
+  name: string;
+  port: number;
+  protocol: LbProtocol;
+}
+
+export interface EndpointSliceInfo {
+  namespace: string;
+  name: string;
+  /** The kubernetes.io/service-name label. */
+  serviceName: string;
+  family: IpFamily;
+  ports: EndpointPortInfo[];
+  endpoints: EndpointInfo[];
+}
+
+export interface NodeInfo {
+  name: string;
+  /** status.addresses of type InternalIP, canonical text, in the Node's order. */
+  internalIPs: string[];
+}
+
+/** A backend as a frontend wants it; the allocator gives it an id. */
+export interface DesiredBackend {
+  address: string;
+  port: number;
+  protocol: LbProtocol;
+  state: Exclude<BackendState, 'quarantined'>;
+  /** The endpoint's node is this node (externalTrafficPolicy/internalTrafficPolicy Local). */
+  local: boolean;
+}
+
+/** "address|port|protocol": what a backend id stands for. */
+export type BackendKey = string;
+
+export function backendKeyOf(b: { address: string; port: number; protocol: LbProtocol }): BackendKey {
+  return `${b.address}|${b.port}|${b.protocol}`;
+}
+
+/** One frontend of a Service, with its backends by key (ids come later). */
+export interface DesiredFrontend {
+  address: string;
+  port: number;
+  protocol: LbProtocol;
+  type: FrontendType;
+  /** The Service port this frontend serves (its name; "" when unnamed). */
+  portName: string;
+  /** What external clients get (one-scope frontends: what everyone gets), sorted. */
+  backends: BackendKey[];
+  /** What in-cluster clients get when it differs by policy from `backends` (two scopes). */
+  internalBackends?: BackendKey[];
+  affinityTimeoutSeconds?: number;
+  externalTrafficPolicy: TrafficPolicy;
+  internalTrafficPolicy: TrafficPolicy;
+}
+
+/** Everything one Service wants in the maps. */
+export interface DesiredService {
+  key: ServiceKey;
+  frontends: DesiredFrontend[];
+  /** Every backend the frontends list, by key. */
+  backends: Map<BackendKey, DesiredBackend>;
+}

@@ -1,0 +1,95 @@
+import { describe, expect, it } from 'vitest';
+import { IdAllocator, revNatAllocator } from '../../src/agent/services/allocator.js';
+import { assignSlots } from '../../src/agent/services/plan.js';
+
+describe('IdAllocator', () => {
+  it('gives each key one id, the same every time it is asked', () => {
+    const a = new IdAllocator(1, 100);
+    expect(a.allocate('x')).toBe(1);
+    expect(a.allocate('y')).toBe(2);
+    expect(a.allocate('x')).toBe(1);
+    expect(a.get('y')).toBe(2);
+    expect(a.keyOf(2)).toBe('y');
+  });
+
+  it('seeded from the maps, keeps every id across a restart and continues after the highest', () => {
+    const before = new IdAllocator(1, 100);
+    for (const k of ['a', 'b', 'c', 'd']) before.allocate(k);
+    before.release('b');
+    const after = new IdAllocator(1, 100);
+    expect(after.seed(before.entries())).toEqual([]);
+    expect(['a', 'c', 'd'].map((k) => after.get(k))).toEqual([1, 3, 4]);
+    expect(after.allocate('e')).toBe(5);
+  });
+
+  it('reuses a freed id only after the cursor has gone round the range', () => {
+    const a = new IdAllocator(1, 4);
+    for (const k of ['a', 'b', 'c']) a.allocate(k);
+    a.release('b');
+    expect(a.allocate('d')).toBe(4);
+    expect(a.allocate('e')).toBe(2); // wrapped: b's id, the only free one
+    expect(a.allocate('f')).toBeUndefined(); // full
+    a.release('a');
+    expect(a.allocate('f')).toBe(1);
+  });
+
+  it('rejects seeds that repeat a key or an id, or fall outside the range', () => {
+    const a = new IdAllocator(1, 10);
+    const rejected = a.seed([
+      ['a', 1],
+      ['a', 2],
+      ['b', 1],
+      ['c', 11],
+      ['d', 0],
+      ['e', 3],
+    ]);
+    expect(rejected).toEqual([
+      ['a', 2],
+      ['b', 1],
+      ['c', 11],
+      ['d', 0],
+    ]);
+    expect(a.allocate('f')).toBe(4);
+  });
+
+  it('a seed at the top of the range wraps the cursor', () => {
+    const a = revNatAllocator();
+    a.seed([['x', 65535]]);
+    expect(a.allocate('y')).toBe(1);
+  });
+});
+
+describe('assignSlots', () => {
+  const cases: Array<[string, number[] | undefined, number[], number[]]> = [
+    ['a new frontend lists its backends by id', undefined, [9, 3, 5], [3, 5, 9]],
+    ['no change keeps the order, whatever it is', [5, 3, 9], [3, 5, 9], [5, 3, 9]],
+    ['a new backend goes at the end', [5, 3], [3, 5, 7], [5, 3, 7]],
+    ['a backend that goes leaves its slot to a new one', [5, 3, 9], [3, 9, 7], [7, 3, 9]],
+    [
+      'two go, one comes: the hole is filled, the last moves into the other',
+      [1, 2, 3, 4],
+      [1, 3, 8],
+      [1, 8, 3],
+    ],
+    ['the last one goes: the list just gets shorter', [1, 2, 3], [1, 2], [1, 2]],
+    ['the first one goes: the last moves into its slot', [1, 2, 3], [2, 3], [3, 2]],
+    ['all go', [1, 2], [], []],
+    ['a duplicate slot (should not happen) is dropped', [1, 1, 2], [1, 2], [1, 2]],
+  ];
+  it.each(cases)('%s', (_name, previous, wanted, slots) => {
+    expect(assignSlots(previous, wanted)).toEqual(slots);
+  });
+
+  it('one backend changing in a large frontend moves at most two slots', () => {
+    const previous = Array.from({ length: 1000 }, (_, i) => i + 1);
+    const wanted = previous.filter((id) => id !== 500).concat([2000]);
+    const next = assignSlots(previous, wanted);
+    expect(next.filter((id, i) => previous[i] !== id)).toEqual([2000]);
+    const shrunk = assignSlots(
+      previous,
+      previous.filter((id) => id !== 10),
+    );
+    expect(shrunk.filter((id, i) => previous[i] !== id)).toEqual([1000]);
+    expect(new Set(shrunk).size).toBe(999);
+  });
+});
