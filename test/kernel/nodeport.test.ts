@@ -205,3 +205,282 @@ describe('NodePort', () => {
     expect(d.fwd_snat).toBeUndefined();
   });
 });
+
+function inSnatRange(seenFrom: string, node: TopologyNode['name']): boolean {
+  const [address, port] = seenFrom.split(':');
+  return (
+    address === nodeAddress(node) &&
+    Number(port) >= defaultSnatPorts.min &&
+    Number(port) <= defaultSnatPorts.max
+  );
+}
+
+/** Connects until every one of `expected` answered (at most `limit` connections). */
+async function tcpUntilAll(host: string, port: number, expected: string[], limit = 120) {
+  const out: Array<Extract<Exchange, { ok: true }>> = [];
+  while (out.length < limit && !expected.every((b) => out.some((r) => r.backend === b))) {
+    out.push(...answered(await tcp(host, port, 20)));
+  }
+  return out;
+}
+
+describe('NodePort to remote backends', () => {
+  it('a remote backend is reached through SNAT to the node address and a SNAT port, over TCP and UDP', async () => {
+    const node1 = nodeAddress('node1');
+    frontend('node1', { address: node1, port: 30081, protocol: 'TCP', pods: ['pod-c'] });
+    frontend('node1', { address: node1, port: 30081, protocol: 'UDP', pods: ['pod-c'] });
+    const before = counters('node1');
+    const [t] = answered(await tcp(node1, 30081));
+    const [u] = answered(await udp(node1, 30081));
+    expect(t!.backend).toBe('pod-c');
+    expect(u!.backend).toBe('pod-c');
+    expect(inSnatRange(t!.seenFrom, 'node1'), t!.seenFrom).toBe(true);
+    expect(inSnatRange(u!.seenFrom, 'node1'), u!.seenFrom).toBe(true);
+    const d = delta('node1', before);
+    expect(d.fwd_snat).toBe(2);
+    expect(d.rev_snat).toBeGreaterThanOrEqual(2);
+    expect(d.fwd_local).toBeUndefined();
+
+    // The agent can show the flow: client, frontend, backend and the SNAT port it left with.
+    const flow = datapath
+      .node1!.maps.flows()
+      .find((f) => f.protocol === 'UDP' && f.client.port === u!.localPort && f.frontend.port === 30081);
+    expect(flow).toMatchObject({
+      client: { address: CLIENT_ADDRESS, port: u!.localPort },
+      frontend: { address: node1, port: 30081 },
+      backend: { address: topo.pods[2]!.address, port: BACKEND_PORT, id: backendId('pod-c', 'UDP') },
+      snat: { address: node1, port: Number(u!.seenFrom.split(':')[1]) },
+      state: ['seen_reply'],
+    });
+  });
+
+  it('spreads connections over every backend, local and remote, and keeps the client address for local ones', async () => {
+    const node1 = nodeAddress('node1');
+    frontend('node1', { address: node1, port: 30082, protocol: 'TCP', pods: ['pod-a', 'pod-b', 'pod-c'] });
+    const results = await tcpUntilAll(node1, 30082, ['pod-a', 'pod-b', 'pod-c']);
+    expect(new Set(results.map((r) => r.backend))).toEqual(new Set(['pod-a', 'pod-b', 'pod-c']));
+    for (const r of results) {
+      if (r.backend === 'pod-c') expect(inSnatRange(r.seenFrom, 'node1'), r.seenFrom).toBe(true);
+      else expect(r.seenFrom).toBe(`${CLIENT_ADDRESS}:${r.localPort}`);
+    }
+  });
+
+  it('a UDP datagram larger than the MTU is balanced fragment by fragment, and so is its answer', async () => {
+    const node1 = nodeAddress('node1');
+    frontend('node1', { address: node1, port: 30089, protocol: 'UDP', pods: ['pod-c'] });
+    frontend('node1', { address: node1, port: 30090, protocol: 'UDP', pods: ['pod-a'] });
+    const [remote] = answered(await udp(node1, 30089, 1, 4000));
+    const [local] = answered(await udp(node1, 30090, 1, 4000));
+    expect(remote).toMatchObject({ backend: 'pod-c', length: 4000 });
+    expect(local).toMatchObject({ backend: 'pod-a', length: 4000 });
+    expect(local!.seenFrom).toBe(`${CLIENT_ADDRESS}:${local!.localPort}`);
+  });
+});
+
+describe('traffic policy and refusal', () => {
+  it('externalTrafficPolicy Local sends only to local backends; a node without local endpoints refuses at once', async () => {
+    // Service 1 has endpoints on both nodes, service 2 only on node1.
+    const local = { externalTrafficPolicy: 'Local' as const };
+    for (const protocol of ['TCP', 'UDP'] as const) {
+      frontend('node1', {
+        address: nodeAddress('node1'),
+        port: 30083,
+        protocol,
+        pods: ['pod-a', 'pod-b'],
+        ...local,
+        internalBackends: [1, 2, 3].map((i) => i + (protocol === 'UDP' ? 3 : 0)),
+      });
+      frontend('node2', {
+        address: nodeAddress('node2'),
+        port: 30083,
+        protocol,
+        pods: ['pod-c'],
+        ...local,
+        internalBackends: [1, 2, 3].map((i) => i + (protocol === 'UDP' ? 3 : 0)),
+      });
+      frontend('node2', {
+        address: nodeAddress('node2'),
+        port: 30084,
+        protocol,
+        pods: [],
+        ...local,
+        internalBackends: [1, 2].map((i) => i + (protocol === 'UDP' ? 3 : 0)),
+      });
+    }
+    const viaNode1 = answered(await tcp(nodeAddress('node1'), 30083, 40));
+    expect(new Set(viaNode1.map((r) => r.backend))).toEqual(new Set(['pod-a', 'pod-b']));
+    for (const r of viaNode1) expect(r.seenFrom).toBe(`${CLIENT_ADDRESS}:${r.localPort}`);
+    const viaNode2 = answered([
+      ...(await tcp(nodeAddress('node2'), 30083, 5)),
+      ...(await udp(nodeAddress('node2'), 30083, 5)),
+    ]);
+    expect(new Set(viaNode2.map((r) => r.backend))).toEqual(new Set(['pod-c']));
+
+    const before = counters('node2');
+    expect(await tcp(nodeAddress('node2'), 30084)).toEqual([{ ok: false, code: 'ECONNREFUSED' }]);
+    expect(await udp(nodeAddress('node2'), 30084)).toEqual([{ ok: false, code: 'ECONNREFUSED' }]);
+    expect(delta('node2', before)).toMatchObject({ refused_tcp_rst: 1, refused_icmp: 1 });
+  });
+
+  it('a frontend with no backends answers TCP with a RST and UDP with ICMP port unreachable', async () => {
+    const node1 = nodeAddress('node1');
+    frontend('node1', { address: node1, port: 30085, protocol: 'TCP', pods: [] });
+    frontend('node1', { address: node1, port: 30085, protocol: 'UDP', pods: [] });
+    const before = counters('node1');
+    expect(await tcp(node1, 30085, 3)).toEqual(Array(3).fill({ ok: false, code: 'ECONNREFUSED' }));
+    expect(await udp(node1, 30085, 3)).toEqual(Array(3).fill({ ok: false, code: 'ECONNREFUSED' }));
+    expect(delta('node1', before)).toEqual({ ct_miss: 6, refused_tcp_rst: 3, refused_icmp: 3 });
+  });
+});
+
+describe('flows', () => {
+  it('an established connection keeps its backend when the backend set changes and across a re-attach (agent restart)', async () => {
+    const node1 = nodeAddress('node1');
+    const f = frontend('node1', { address: node1, port: 30086, protocol: 'TCP', pods: ['pod-a'] });
+    const toLocal = await client.request<Exchange>({
+      op: 'tcp-open',
+      handle: 'local',
+      host: node1,
+      port: 30086,
+    });
+    lb.node1!.applyFrontends([{ ...f, backends: [backendId('pod-c', 'TCP')] }]);
+    const toRemote = await client.request<Exchange>({
+      op: 'tcp-open',
+      handle: 'remote',
+      host: node1,
+      port: 30086,
+    });
+    try {
+      expect(toLocal).toMatchObject({ ok: true, backend: 'pod-a' });
+      expect(toRemote).toMatchObject({ ok: true, backend: 'pod-c' });
+      lb.node1!.applyFrontends([{ ...f, backends: [backendId('pod-b', 'TCP')] }]);
+
+      const check = async (when: string) => {
+        const local = await client.request<Exchange>({ op: 'tcp-send', handle: 'local', text: when });
+        const remote = await client.request<Exchange>({ op: 'tcp-send', handle: 'remote', text: when });
+        expect(local, when).toMatchObject({
+          ok: true,
+          backend: 'pod-a',
+          seenFrom: `${CLIENT_ADDRESS}:${(toLocal as { localPort: number }).localPort}`,
+        });
+        expect(remote, when).toMatchObject({
+          ok: true,
+          backend: 'pod-c',
+          seenFrom: (toRemote as { seenFrom: string }).seenFrom,
+        });
+        expect(
+          answered(await tcp(node1, 30086, 5)).map((r) => r.backend),
+          when,
+        ).toEqual(Array(5).fill('pod-b'));
+      };
+      await check('after the backend set changed');
+
+      // An agent restart: the old process's handles go, a new load replaces both filters.
+      const before = queryNodePort({ device: 'eth0', netns: topo.nodes.node1.netnsPath });
+      datapath.node1!.close();
+      datapath.node1 = undefined;
+      datapath.node1 = attach(topo.nodes.node1);
+      const after = queryNodePort({ device: 'eth0', netns: topo.nodes.node1.netnsPath });
+      expect(after.ingress).toBeDefined();
+      expect(after.ingress).not.toBe(before.ingress);
+      expect(after.egress).not.toBe(before.egress);
+      await check('after the programs were re-attached');
+    } finally {
+      await client.request({ op: 'tcp-close', handle: 'local' });
+      await client.request({ op: 'tcp-close', handle: 'remote' });
+    }
+  });
+
+  it('ClientIP affinity keeps one external client on one backend until the agent unpairs it', async () => {
+    const node1 = nodeAddress('node1');
+    const f = frontend('node1', {
+      address: node1,
+      port: 30087,
+      protocol: 'TCP',
+      pods: ['pod-a', 'pod-b', 'pod-c'],
+      affinityTimeoutSeconds: 600,
+    });
+    const first = answered(await tcp(node1, 30087, 20));
+    const chosen = first[0]!.backend;
+    expect(first.map((r) => r.backend)).toEqual(Array(20).fill(chosen));
+    expect(
+      lb
+        .node1!.affinityEntries()
+        .some(
+          ([k]) =>
+            k.rev_nat_index === f.revNatIndex &&
+            k.client.kind === 'address' &&
+            k.client.address === CLIENT_ADDRESS,
+        ),
+    ).toBe(true);
+
+    // The backend leaves the frontend: its affinity no longer holds, the client sticks to another.
+    lb.node1!.applyFrontends([
+      { ...f, backends: f.backends.filter((id) => id !== backendId(chosen as PodName, 'TCP')) },
+    ]);
+    const next = answered(await tcp(node1, 30087, 10));
+    expect(next[0]!.backend).not.toBe(chosen);
+    expect(next.map((r) => r.backend)).toEqual(Array(10).fill(next[0]!.backend));
+  });
+});
+
+describe('ExternalIP and LoadBalancer', () => {
+  it('frontends routed to the node are balanced like NodePort, local and remote, TCP and UDP', async () => {
+    const external = '10.251.100.1';
+    const ingress = '10.251.100.2';
+    for (const protocol of ['TCP', 'UDP'] as const) {
+      frontend('node1', {
+        address: external,
+        port: 80,
+        protocol,
+        type: 'ExternalIP',
+        pods: ['pod-a', 'pod-c'],
+      });
+      frontend('node1', {
+        address: ingress,
+        port: 443,
+        protocol,
+        type: 'LoadBalancer',
+        pods: ['pod-b', 'pod-c'],
+      });
+    }
+    for (const [address, port, pods] of [
+      [external, 80, ['pod-a', 'pod-c']],
+      [ingress, 443, ['pod-b', 'pod-c']],
+    ] as const) {
+      const results = await tcpUntilAll(address, port, [...pods]);
+      expect(new Set(results.map((r) => r.backend))).toEqual(new Set(pods));
+      for (const r of results) {
+        if (r.backend === 'pod-c') expect(inSnatRange(r.seenFrom, 'node1'), r.seenFrom).toBe(true);
+        else expect(r.seenFrom).toBe(`${CLIENT_ADDRESS}:${r.localPort}`);
+      }
+      const datagrams = answered(await udp(address, port, 10));
+      expect(pods).toEqual(expect.arrayContaining([...new Set(datagrams.map((r) => r.backend))]));
+    }
+  });
+});
+
+describe('traffic that is not ours', () => {
+  it('a ClusterIP frontend is not balanced on the uplink: the packet reaches whatever owns the address', async () => {
+    const clusterIP = '10.251.200.1';
+    topo.addLoopbackAddress(topo.nodes.node1.netns, clusterIP);
+    const host = await topo.peer(topo.nodes.node1.netns);
+    await host.request({ op: 'serve', name: 'node1-itself', host: clusterIP, port: 80 });
+    frontend('node1', { address: clusterIP, port: 80, protocol: 'TCP', type: 'ClusterIP', pods: ['pod-a'] });
+    frontend('node1', { address: clusterIP, port: 80, protocol: 'UDP', type: 'ClusterIP', pods: ['pod-a'] });
+    const before = counters('node1');
+    const [t] = answered(await tcp(clusterIP, 80));
+    const [u] = answered(await udp(clusterIP, 80));
+    expect(t).toMatchObject({ backend: 'node1-itself', seenFrom: `${CLIENT_ADDRESS}:${t!.localPort}` });
+    expect(u).toMatchObject({ backend: 'node1-itself', seenFrom: `${CLIENT_ADDRESS}:${u!.localPort}` });
+    expect(delta('node1', before)).toEqual({});
+  });
+
+  it('detaching removes both filters and leaves the maps pinned for the next attach', () => {
+    const where = { device: 'eth0', netns: topo.nodes.node2.netnsPath };
+    expect(detachNodePort(where)).toEqual({ ingress: true, egress: true });
+    expect(queryNodePort(where)).toEqual({ ingress: undefined, egress: undefined });
+    expect(detachNodePort(where)).toEqual({ ingress: false, egress: false });
+    expect(datapath.node2!.maps.readConfig()?.node_ipv4).toBe(nodeAddress('node2'));
+  });
+});
