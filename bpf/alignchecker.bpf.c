@@ -43,6 +43,7 @@ WEFT_LAYOUT(np4_ct_entry);
 WEFT_LAYOUT(np4_snat_entry);
 WEFT_LAYOUT(np4_frag_key);
 WEFT_LAYOUT(np4_frag_ports);
+WEFT_LAYOUT(np4_source_range_key);
 WEFT_ENUM(np_ct_dir);
 WEFT_ENUM(np_ct_flags);
 WEFT_ENUM(np_stat);

@@ -590,6 +590,18 @@ static __always_inline const struct lb4_backend *np_affinity_backend(const struc
 	return backend;
 }
 
+/* loadBalancerSourceRanges: is `client` in one of the frontend's ranges? */
+static __always_inline bool np_source_allowed(const struct lb_service *master, __be32 client)
+{
+	struct np4_source_range_key key = {
+		.prefixlen = 32 + 32,
+		.rev_nat_index = master->rev_nat_index,
+		.address = client,
+	};
+
+	return bpf_map_lookup_elem(&weft_np4_source_ranges, &key) != NULL;
+}
+
 /* ---- the forward path (uplink ingress) ------------------------------------------------------- */
 
 /* Rewrites a client's packet toward its backend; a remote backend's also gets the node's source. */
@@ -778,6 +790,10 @@ static __always_inline int np_forward(struct __sk_buff *ctx, const struct np_con
 	if (!master || !(master->flags & (LB_SVC_F_NODEPORT | LB_SVC_F_EXTERNAL_IP | LB_SVC_F_LOADBALANCER)))
 		return TC_ACT_OK;
 	np_count(NP_STAT_CT_MISS);
+	if ((master->flags & LB_SVC_F_SOURCE_RANGE) && !np_source_allowed(master, pkt->tuple.saddr)) {
+		np_count(NP_STAT_SOURCE_RANGE_DENIED);
+		return TC_ACT_SHOT;
+	}
 	if (master->count == 0)
 		return np_refuse(ctx, pkt);
 	return np_new_flow(ctx, cfg, pkt, master, now);
@@ -834,13 +850,15 @@ static __always_inline int np_reverse_snat(struct __sk_buff *ctx, const struct n
 /*
  * tc ingress on the uplink ("weft_np_ingress").
  * Reads: the packet; weft_np_config; the LB maps (EXT-scope masters and slots, backends,
- * affinity and its match); weft_np4_local_backends, weft_np4_ct, weft_np4_snat, weft_np4_frag.
+ * affinity and its match); weft_np4_local_backends, weft_np4_source_ranges, weft_np4_ct,
+ * weft_np4_snat, weft_np4_frag.
  * Writes: the packet (DNAT, SNAT, TTL, or a RST / ICMP answer in place); weft_np4_ct,
  * weft_np4_snat, weft_np4_frag, weft_lb_affinity, weft_np_stats.
  * Promises: a TCP/UDP packet to a NodePort, ExternalIP or LoadBalancer frontend reaches one
  * backend, the same for every packet of its flow while that backend exists; a frontend with no
- * backend is answered at once; a remote backend's reply goes back to its client from the
- * frontend; every other packet passes untouched (TC_ACT_OK).
+ * backend is answered at once; a new flow from outside a frontend's loadBalancerSourceRanges is
+ * dropped; a remote backend's reply goes back to its client from the frontend; every other
+ * packet passes untouched (TC_ACT_OK).
  */
 SEC("tc")
 int weft_np_ingress(struct __sk_buff *ctx)

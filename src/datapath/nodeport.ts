@@ -118,8 +118,29 @@ export const np4FragPorts = struct<Np4FragPorts>('np4_frag_ports', 4, [
   ['dport', be16],
 ]);
 
+export interface Np4SourceRangeKey {
+  /** 32 (rev_nat_index and pad) plus the range's prefix length. */
+  prefixlen: number;
+  rev_nat_index: number;
+  address: string;
+}
+export const np4SourceRangeKey = struct<Np4SourceRangeKey>('np4_source_range_key', 12, [
+  ['prefixlen', u32],
+  ['rev_nat_index', u16],
+  ['pad', 2],
+  ['address', ipv4],
+]);
+
 /** Every struct codec of nodeport.h, for the test that compares them with BTF. */
-export const nodePortLayoutCodecs = [npConfig, np4Tuple, np4CtEntry, np4SnatEntry, np4FragKey, np4FragPorts];
+export const nodePortLayoutCodecs = [
+  npConfig,
+  np4Tuple,
+  np4CtEntry,
+  np4SnatEntry,
+  np4FragKey,
+  np4FragPorts,
+  np4SourceRangeKey,
+];
 
 // ---- enums (mirror nodeport.h; a kernel test compares them with BTF) -----------------------
 
@@ -155,6 +176,7 @@ export const nodePortStats = [
   'ct_update_failed',
   'ttl_exceeded',
   'rewrite_failed',
+  'source_range_denied',
 ] as const;
 export type NodePortStat = (typeof nodePortStats)[number];
 
@@ -167,6 +189,7 @@ export const nodePortMapNames = {
   snat: 'weft_np4_snat',
   fragments: 'weft_np4_frag',
   localBackends: 'weft_np4_local_backends',
+  sourceRanges: 'weft_np4_source_ranges',
 } as const;
 
 export interface NodePortMapSizes {
@@ -178,6 +201,8 @@ export interface NodePortMapSizes {
   fragments: number;
   /** Addresses of this node's backends. */
   localBackends: number;
+  /** loadBalancerSourceRanges of every frontend together. */
+  sourceRanges: number;
 }
 
 /** The defaults compiled into bpf/include/weft/nodeport_maps.h. */
@@ -186,6 +211,7 @@ export const defaultNodePortMapSizes: Readonly<NodePortMapSizes> = {
   snat: 65_536,
   fragments: 8_192,
   localBackends: 65_536,
+  sourceRanges: 16_384,
 };
 
 export const nodePortProgramNames = { ingress: 'weft_np_ingress', egress: 'weft_np_egress' } as const;
@@ -224,6 +250,7 @@ function nodePortMaxEntries(sizes: Partial<NodePortMapSizes>): Record<string, nu
     [nodePortMapNames.snat]: s.snat,
     [nodePortMapNames.fragments]: s.fragments,
     [nodePortMapNames.localBackends]: s.localBackends,
+    [nodePortMapNames.sourceRanges]: s.sourceRanges,
   };
 }
 
@@ -413,6 +440,7 @@ export class NodePortMaps {
   readonly snat: BpfMap<Np4Tuple, Np4SnatEntry>;
   readonly fragments: BpfMap<Np4FragKey, Np4FragPorts>;
   readonly localBackends: BpfMap<string, number>;
+  readonly sourceRanges: BpfMap<Np4SourceRangeKey, number>;
   private readonly opened: Array<{ close(): void }> = [];
 
   private constructor(open: <K, V>(name: string, key: Codec<K>, value: Codec<V>) => BpfMap<K, V>) {
@@ -428,6 +456,7 @@ export class NodePortMaps {
       this.snat = take(nodePortMapNames.snat, np4Tuple, np4SnatEntry);
       this.fragments = take(nodePortMapNames.fragments, np4FragKey, np4FragPorts);
       this.localBackends = take(nodePortMapNames.localBackends, ipv4, u8);
+      this.sourceRanges = take(nodePortMapNames.sourceRanges, np4SourceRangeKey, u8);
     } catch (err) {
       this.close();
       throw err;
@@ -472,6 +501,35 @@ export class NodePortMaps {
     return this.localBackends.keys().sort();
   }
 
+  /**
+   * Makes a frontend's loadBalancerSourceRanges exactly `cidrs` ("a.b.c.d/n"). They apply
+   * while its master carries LB_SVC_F_SOURCE_RANGE, to flows that start from then on. Host bits
+   * are cleared ("10.0.0.7/8" is 10.0.0.0/8). LPM tries have no batch calls: one call per range.
+   */
+  setSourceRanges(revNatIndex: number, cidrs: string[]): void {
+    if (!Number.isInteger(revNatIndex) || revNatIndex < 1 || revNatIndex > 0xffff) {
+      throw new WeftError(
+        'WEFT_ERR_NODEPORT_CONFIG',
+        `revNatIndex ${revNatIndex} must be an integer from 1 to 65535`,
+      );
+    }
+    const wanted = new Map(cidrs.map((c) => sourceRangeKey(revNatIndex, c)).map((k) => [rangeId(k), k]));
+    const present = this.sourceRanges.keys().filter((k) => k.rev_nat_index === revNatIndex);
+    for (const [id, k] of wanted) if (!present.some((p) => rangeId(p) === id)) this.sourceRanges.update(k, 1);
+    for (const k of present) if (!wanted.has(rangeId(k))) this.sourceRanges.delete(k);
+  }
+
+  /** Every frontend's ranges, as CIDRs by revNatIndex. */
+  sourceRangesByFrontend(): Map<number, string[]> {
+    const out = new Map<number, string[]>();
+    for (const k of this.sourceRanges.keys()) {
+      const list = out.get(k.rev_nat_index) ?? [];
+      list.push(`${k.address}/${k.prefixlen - 32}`);
+      out.set(k.rev_nat_index, list.sort());
+    }
+    return out;
+  }
+
   /** The programs' counters (enum np_stat), summed since the maps were created. */
   counters(): Record<NodePortStat, number> {
     const out = {} as Record<NodePortStat, number>;
@@ -510,4 +568,20 @@ export class NodePortMaps {
   close(): void {
     for (const m of this.opened.splice(0)) m.close();
   }
+}
+
+function sourceRangeKey(revNatIndex: number, cidr: string): Np4SourceRangeKey {
+  const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(cidr);
+  const bits = Number(m?.[2]);
+  if (!m || !isIPv4(m[1]!) || !Number.isInteger(bits) || bits < 0 || bits > 32) {
+    throw new WeftError('WEFT_ERR_NODEPORT_CONFIG', `source range ${cidr} is not an IPv4 CIDR (a.b.c.d/n)`);
+  }
+  const value = m[1]!.split('.').reduce((n, part) => n * 256 + Number(part), 0);
+  const masked = bits === 0 ? 0 : value - (value % 2 ** (32 - bits));
+  const address = [24, 16, 8, 0].map((shift) => Math.floor(masked / 2 ** shift) % 256).join('.');
+  return { prefixlen: 32 + bits, rev_nat_index: revNatIndex, address };
+}
+
+function rangeId(k: Np4SourceRangeKey): string {
+  return `${k.rev_nat_index}|${k.address}/${k.prefixlen}`;
 }

@@ -6,7 +6,15 @@
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkEnvironment } from '../../src/datapath/environment.js';
-import { type LbBackend, type LbFrontend, LbMaps, type LbProtocol } from '../../src/datapath/lbmap.js';
+import {
+  type LbBackend,
+  type LbFrontend,
+  LbMaps,
+  type LbProtocol,
+  LbScope,
+  LbServiceFlag,
+  serviceKey,
+} from '../../src/datapath/lbmap.js';
 import { inNetns } from '../../src/datapath/netns.js';
 import {
   defaultSnatPorts,
@@ -471,5 +479,40 @@ describe('connection tracking', () => {
     const before = counters();
     expect(to(TCP_ACK)).toBe(LOCAL_B);
     expect(delta(before)).toMatchObject({ ct_backend_gone: 1, ct_miss: 1, fwd_local: 1 });
+  });
+});
+
+describe('loadBalancerSourceRanges', () => {
+  it('a frontend with source ranges starts flows only for clients inside them', () => {
+    const f = frontend(30110, 'TCP', [backendIds.LOCAL_A_TCP]);
+    f.type = 'LoadBalancer';
+    lb.applyFrontends([f]);
+    // LbFrontend has no field for the ranges yet: set the master's flag as the agent will.
+    const key = serviceKey(f, LbScope.external, 0);
+    const master = lb.v4.services.lookup(key)!;
+    lb.v4.services.update(key, { ...master, flags: master.flags | LbServiceFlag.sourceRange });
+    np.setSourceRanges(f.revNatIndex, ['10.252.9.77/24', '10.252.7.0/30']);
+    expect(np.sourceRangesByFrontend().get(f.revNatIndex)).toEqual(['10.252.7.0/30', '10.252.9.0/24']);
+
+    const before = counters();
+    const inside = run(ingress, tcpFrame({ src: CLIENT, sport: 42000, dport: 30110, flags: TCP_SYN }));
+    expect(inside.retval).toBe(TC_ACT_OK);
+    expect(parseIpv4Frame(inside.dataOut).dst).toBe(LOCAL_A);
+    const outside = run(ingress, tcpFrame({ src: '10.252.7.4', sport: 42000, dport: 30110, flags: TCP_SYN }));
+    expect(outside.retval).toBe(TC_ACT_SHOT);
+    expect(delta(before)).toEqual({ ct_miss: 2, fwd_local: 1, source_range_denied: 1 });
+
+    np.setSourceRanges(f.revNatIndex, ['10.252.7.0/29']);
+    expect(np.sourceRangesByFrontend().get(f.revNatIndex)).toEqual(['10.252.7.0/29']);
+    const nowInside = run(
+      ingress,
+      tcpFrame({ src: '10.252.7.4', sport: 42001, dport: 30110, flags: TCP_SYN }),
+    );
+    expect(nowInside.retval).toBe(TC_ACT_OK);
+    const nowOutside = run(ingress, tcpFrame({ src: CLIENT, sport: 42001, dport: 30110, flags: TCP_SYN }));
+    expect(nowOutside.retval).toBe(TC_ACT_SHOT);
+    expect(() => np.setSourceRanges(f.revNatIndex, ['10.252.7.0/33'])).toThrowError(
+      expect.objectContaining({ code: 'WEFT_ERR_NODEPORT_CONFIG' }),
+    );
   });
 });

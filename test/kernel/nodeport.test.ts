@@ -265,6 +265,20 @@ describe('NodePort to remote backends', () => {
     }
   });
 
+  it('a large TCP exchange (GSO segments, offloaded checksums) crosses the SNAT and the local path intact', async () => {
+    const node1 = nodeAddress('node1');
+    frontend('node1', { address: node1, port: 30088, protocol: 'TCP', pods: ['pod-c'] });
+    frontend('node1', { address: node1, port: 30091, protocol: 'TCP', pods: ['pod-b'] });
+    const text = 'x'.repeat(400_000);
+    for (const [port, pod] of [
+      [30088, 'pod-c'],
+      [30091, 'pod-b'],
+    ] as const) {
+      const [r] = await client.request<Exchange[]>({ op: 'tcp', host: node1, port, count: 1, text });
+      expect(r).toMatchObject({ ok: true, backend: pod, length: text.length });
+    }
+  });
+
   it('a UDP datagram larger than the MTU is balanced fragment by fragment, and so is its answer', async () => {
     const node1 = nodeAddress('node1');
     frontend('node1', { address: node1, port: 30089, protocol: 'UDP', pods: ['pod-c'] });

@@ -122,6 +122,19 @@ WEFT_ASSERT_SIZE(struct np4_frag_ports, 4);
  * written by the agent. A flow to a listed backend is only DNATed: the client's address is
  * kept and the stack forwards it. Any other backend is remote: DNAT, SNAT and redirect. */
 
+/* ---- loadBalancerSourceRanges (LPM trie): weft_np4_source_ranges (value: __u8 1) -----------
+ * A frontend whose master has LB_SVC_F_SOURCE_RANGE accepts new flows only from clients in
+ * one of its ranges; others are dropped (NP_STAT_SOURCE_RANGE_DENIED), as kube-proxy does.
+ * prefixlen counts the 32 bits of rev_nat_index and pad, plus the range's prefix length. */
+
+struct np4_source_range_key {
+	__u32 prefixlen;
+	__u16 rev_nat_index;
+	__u16 pad;
+	__be32 address;
+};
+WEFT_ASSERT_SIZE(struct np4_source_range_key, 12);
+
 /* ---- counters: weft_np_stats (array of __u64, index enum np_stat) ------------------------
  * NP_STAT_SLOTS entries, so new counters fit in an already pinned map. */
 
@@ -144,7 +157,8 @@ enum np_stat {
 	NP_STAT_CT_UPDATE_FAILED = 15,	/* a conntrack or fragment entry could not be written */
 	NP_STAT_TTL_EXCEEDED = 16,	/* forwarded packet with TTL <= 1: dropped */
 	NP_STAT_REWRITE_FAILED = 17,	/* a packet helper failed mid-rewrite: dropped */
-	NP_STAT_MAX = 18,
+	NP_STAT_SOURCE_RANGE_DENIED = 18, /* client outside loadBalancerSourceRanges: dropped */
+	NP_STAT_MAX = 19,
 };
 #define NP_STAT_SLOTS 64
 

@@ -5,7 +5,8 @@
  * and SNAT port where it left them.
  *
  * Default sizes: 131,072 conntrack entries (a local flow takes two, a remote one one plus its
- * SNAT entry), 65,536 SNAT entries, 8,192 datagrams in reassembly. The agent sets its own
+ * SNAT entry), 65,536 SNAT entries, 8,192 datagrams in reassembly, 16,384 source ranges. The
+ * agent sets its own
  * before load; a pinned map's size must then match.
  */
 #ifndef WEFT_NODEPORT_MAPS_H
@@ -21,6 +22,7 @@
 #define WEFT_NP_SNAT_MAX 65536
 #define WEFT_NP_FRAG_MAX 8192
 #define WEFT_NP_LOCAL_BACKENDS_MAX 65536
+#define WEFT_NP_SOURCE_RANGES_MAX 16384
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -42,5 +44,14 @@ WEFT_PROGRAM_LRU(weft_np4_ct, struct np4_tuple, struct np4_ct_entry, WEFT_NP_CT_
 WEFT_PROGRAM_LRU(weft_np4_snat, struct np4_tuple, struct np4_snat_entry, WEFT_NP_SNAT_MAX);
 WEFT_PROGRAM_LRU(weft_np4_frag, struct np4_frag_key, struct np4_frag_ports, WEFT_NP_FRAG_MAX);
 WEFT_AGENT_HASH(weft_np4_local_backends, __be32, __u8, WEFT_NP_LOCAL_BACKENDS_MAX);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct np4_source_range_key);
+	__type(value, __u8);
+	__uint(max_entries, WEFT_NP_SOURCE_RANGES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} weft_np4_source_ranges SEC(".maps");
 
 #endif /* WEFT_NODEPORT_MAPS_H */
