@@ -1,6 +1,28 @@
-import { WeftError } from '../shared/errors.js';
+import { Agent } from '../agent/agent.js';
+import { agentUsage, parseAgentArgs } from '../agent/config.js';
+import { subsysLogger } from '../shared/log.js';
 
-// Placeholder until the command lands; see the open issues.
-export async function run(_args: string[]): Promise<number> {
-  throw new WeftError('WEFT_ERR_NOT_IMPLEMENTED', 'weft agent is not implemented yet');
+/**
+ * `weft agent`: runs the node agent until SIGTERM or SIGINT. Stopping leaves the datapath in
+ * place (pinned maps and links), so the node keeps load-balancing until the next agent starts.
+ */
+export async function run(args: string[]): Promise<number> {
+  const config = parseAgentArgs(args);
+  if (config === 'help') {
+    process.stdout.write(agentUsage);
+    return 0;
+  }
+  const log = subsysLogger('agent', { node: config.nodeName });
+  // A stray rejection is a bug to log, not a reason to drop the node's load-balancing.
+  process.on('unhandledRejection', (err) => {
+    log.error({ err: err instanceof Error ? err.stack : String(err) }, 'unhandled promise rejection');
+  });
+  const agent = await Agent.start(config);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  log.info({ signal }, 'stopping');
+  await agent.stop();
+  return 0;
 }

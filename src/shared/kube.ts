@@ -1,0 +1,165 @@
+/**
+ * Kubernetes client setup shared by weft's processes: which KubeConfig to use, and a raw JSON
+ * GET/list through it (the informers list with it so that one malformed object is one rejected
+ * object, not a failed list: client-node's typed deserializer throws on the whole list).
+ */
+import { existsSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { WeftError } from './errors.js';
+
+export type KubeConfigSource = 'flag' | 'in-cluster' | 'KUBECONFIG' | 'home';
+
+/**
+ * The KubeConfig, as kubectl and Cilium pick it: --kubeconfig, else the in-cluster service
+ * account when running in a pod (KUBERNETES_SERVICE_HOST), else $KUBECONFIG, else
+ * ~/.kube/config. None of them: a clear error.
+ */
+export function loadKubeConfig(
+  opts: { kubeconfig?: string },
+  env: NodeJS.ProcessEnv = process.env,
+): { kc: KubeConfig; source: KubeConfigSource; server: string } {
+  const kc = new KubeConfig();
+  let source: KubeConfigSource;
+  try {
+    if (opts.kubeconfig) {
+      if (!existsSync(opts.kubeconfig)) {
+        throw new WeftError('WEFT_ERR_KUBECONFIG', `kubeconfig ${opts.kubeconfig} does not exist`);
+      }
+      kc.loadFromFile(opts.kubeconfig);
+      source = 'flag';
+    } else if (env.KUBERNETES_SERVICE_HOST) {
+      kc.loadFromCluster();
+      source = 'in-cluster';
+    } else if (env.KUBECONFIG) {
+      kc.loadFromDefault();
+      source = 'KUBECONFIG';
+    } else if (existsSync(join(homedir(), '.kube', 'config'))) {
+      kc.loadFromDefault();
+      source = 'home';
+    } else {
+      throw new WeftError(
+        'WEFT_ERR_KUBECONFIG',
+        'no Kubernetes API configured: pass --kubeconfig FILE, set KUBECONFIG, or run in a pod (in-cluster config)',
+      );
+    }
+  } catch (err) {
+    if (err instanceof WeftError) throw err;
+    throw new WeftError(
+      'WEFT_ERR_KUBECONFIG',
+      `cannot load the kubeconfig${opts.kubeconfig ? ` ${opts.kubeconfig}` : ''}: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
+  }
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) {
+    throw new WeftError(
+      'WEFT_ERR_KUBECONFIG',
+      'the kubeconfig has no current context with a cluster; set one',
+    );
+  }
+  return { kc, source, server: cluster.server };
+}
+
+/** An API error with the HTTP status, shaped as client-node's Watch reports them (statusCode). */
+export class KubeApiError extends WeftError {
+  readonly statusCode: number;
+  constructor(statusCode: number, message: string) {
+    super('WEFT_ERR_KUBE_API', message);
+    this.statusCode = statusCode;
+  }
+}
+
+/** GET `path` as JSON, with the KubeConfig's credentials and TLS settings. */
+export async function kubeGetJson(
+  kc: KubeConfig,
+  path: string,
+  query: Record<string, string | undefined> = {},
+  timeoutMs = 60_000,
+): Promise<unknown> {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new WeftError('WEFT_ERR_KUBECONFIG', 'the kubeconfig has no current cluster');
+  const url = new URL(cluster.server.replace(/\/+$/, '') + path);
+  for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
+  const opts: https.RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
+  await kc.applyToHTTPSOptions(opts);
+  const request = url.protocol === 'http:' ? http.request : https.request;
+  return new Promise((resolve, reject) => {
+    const req = request(url, { ...opts, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        const status = res.statusCode ?? 0;
+        if (status !== 200) {
+          let message = text.slice(0, 300);
+          try {
+            const body = JSON.parse(text) as { message?: unknown };
+            if (typeof body.message === 'string') message = body.message;
+          } catch {
+            // not a Status object
+          }
+          reject(new KubeApiError(status, `GET ${url.pathname}: ${status} ${message}`));
+          return;
+        }
+        try {
+          resolve(JSON.parse(text));
+        } catch (err) {
+          reject(
+            new WeftError('WEFT_ERR_KUBE_API', `GET ${url.pathname}: response is not JSON`, { cause: err }),
+          );
+        }
+      });
+    });
+    req.on('timeout', () =>
+      req.destroy(new WeftError('WEFT_ERR_KUBE_API', `GET ${url.pathname}: timed out`)),
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export interface RawList {
+  apiVersion?: string;
+  kind?: string;
+  metadata: { resourceVersion?: string };
+  items: unknown[];
+}
+
+/**
+ * A full list, in pages of `limit` (as client-go's pager): the items of every page, and the
+ * resourceVersion of the consistent snapshot they come from.
+ */
+export async function kubeListAll(
+  kc: KubeConfig,
+  path: string,
+  opts: { labelSelector?: string; fieldSelector?: string; limit?: number } = {},
+): Promise<RawList> {
+  const items: unknown[] = [];
+  let resourceVersion: string | undefined;
+  let cont: string | undefined;
+  let kind: string | undefined;
+  let apiVersion: string | undefined;
+  do {
+    const page = await kubeGetJson(kc, path, {
+      labelSelector: opts.labelSelector,
+      fieldSelector: opts.fieldSelector,
+      limit: String(opts.limit ?? 500),
+      continue: cont,
+    });
+    if (typeof page !== 'object' || page === null || !Array.isArray((page as RawList).items)) {
+      throw new WeftError('WEFT_ERR_KUBE_API', `GET ${path}: not a list`);
+    }
+    const p = page as RawList & { metadata?: { continue?: string; resourceVersion?: string } };
+    items.push(...p.items);
+    resourceVersion ??= p.metadata?.resourceVersion;
+    kind ??= p.kind;
+    apiVersion ??= p.apiVersion;
+    cont = p.metadata?.continue || undefined;
+  } while (cont);
+  return { apiVersion, kind, metadata: { resourceVersion }, items };
+}
