@@ -490,6 +490,34 @@ describe('traffic that is not ours', () => {
     expect(delta('node1', before)).toEqual({});
   });
 
+  it("refuses a SNAT range that overlaps the node's ephemeral ports, or a bad node address, before attaching", () => {
+    const node2 = topo.nodes.node2;
+    const where = { device: 'eth0', netns: node2.netnsPath };
+    const programs = queryNodePort(where);
+    const attempt = (extra: { nodeIPv4?: string; snatPorts?: { min: number; max: number } }) => () =>
+      attachNodePort({
+        pinRoot: node2.pinRoot,
+        device: 'eth0',
+        nodeIPv4: node2.address,
+        netns: node2.netnsPath,
+        ...extra,
+      });
+    expect(attempt({ snatPorts: { min: 40_000, max: 40_999 } })).toThrowError(
+      expect.objectContaining({
+        code: 'WEFT_ERR_NODEPORT_CONFIG',
+        message: expect.stringMatching(/overlap .*ip_local_port_range/),
+      }),
+    );
+    expect(attempt({ nodeIPv4: '10.251.0.300' })).toThrowError(
+      expect.objectContaining({ code: 'WEFT_ERR_NODEPORT_CONFIG' }),
+    );
+    expect(attempt({ snatPorts: { min: 65_000, max: 64_000 } })).toThrowError(
+      expect.objectContaining({ code: 'WEFT_ERR_NODEPORT_CONFIG' }),
+    );
+    expect(queryNodePort(where)).toEqual(programs);
+    expect(datapath.node2!.maps.readConfig()).toMatchObject({ snat_port_min: defaultSnatPorts.min });
+  });
+
   it('detaching removes both filters and leaves the maps pinned for the next attach', () => {
     const where = { device: 'eth0', netns: topo.nodes.node2.netnsPath };
     expect(detachNodePort(where)).toEqual({ ingress: true, egress: true });
