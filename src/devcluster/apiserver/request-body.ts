@@ -46,6 +46,8 @@ export type BodyFormat = 'json' | 'yaml';
 
 export function bodyFormat(contentType: string | undefined): BodyFormat | undefined {
   const mime = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  // No Content-Type at all: kube-apiserver decodes with its default, JSON.
+  if (mime === '') return 'json';
   if (
     mime === 'application/json' ||
     mime === 'application/json-patch+json' ||

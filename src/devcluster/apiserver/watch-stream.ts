@@ -151,6 +151,8 @@ export function serveWatch(
     'cache-control': 'no-cache, private',
     'x-content-type-options': 'nosniff',
   });
+  // Headers go out now: a client waits for them before it considers the watch established.
+  res.flushHeaders();
   res.on('close', () => finish(false));
 
   const current = core.store.resourceVersion;

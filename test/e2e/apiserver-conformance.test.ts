@@ -1,0 +1,562 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { CoreV1Api, KubeConfig, type ListWatch, makeInformer, type V1ConfigMap, Watch } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ApiServer,
+  type ApiServerOptions,
+  kubeconfigYaml,
+  startApiServer,
+} from '../../src/devcluster/apiserver/index.js';
+
+// The devcluster API server against the real clients: client-node 1.4 informers and watches,
+// and kubectl (from PATH) with a written kubeconfig. Loopback only; the server runs
+// in-process on an ephemeral port with a temporary dataDir that is always removed.
+
+const run = promisify(execFile);
+const manifests = resolve(import.meta.dirname, '../fixtures/manifests');
+const historyLimit = 200;
+
+let dir: string;
+let server: ApiServer;
+let kubeconfigPath: string;
+let kc: KubeConfig;
+let core: CoreV1Api;
+let port = 0;
+const children: ChildProcess[] = [];
+
+function options(): ApiServerOptions {
+  return {
+    listen: [{ host: '127.0.0.1', port }],
+    dataDir: join(dir, 'data'),
+    serviceCIDR: '10.96.0.0/16',
+    advertiseAddress: '127.0.0.1',
+    advertisePort: 6443,
+    eventHistoryLimit: historyLimit,
+    bookmarkIntervalMs: 100,
+  };
+}
+
+async function startServer(): Promise<void> {
+  server = await startApiServer(options());
+  port = Number(new URL(server.url).port);
+  writeFileSync(
+    kubeconfigPath,
+    kubeconfigYaml({
+      clusterName: 'weft-e2e',
+      server: server.url,
+      caCertPem: server.caCertPem,
+      token: server.adminToken,
+    }),
+  );
+  kc = new KubeConfig();
+  kc.loadFromFile(kubeconfigPath);
+  core = kc.makeApiClient(CoreV1Api);
+}
+
+interface KubectlResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function kubectl(...args: string[]): Promise<KubectlResult> {
+  try {
+    const { stdout, stderr } = await run(
+      'kubectl',
+      ['--kubeconfig', kubeconfigPath, '--cache-dir', join(dir, 'kube-cache'), ...args],
+      {
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir },
+      },
+    );
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+async function kubectlOk(...args: string[]): Promise<string> {
+  const r = await kubectl(...args);
+  if (r.code !== 0 || r.stderr.trim() !== '') {
+    throw new Error(`kubectl ${args.join(' ')} failed (exit ${r.code}):\n${r.stderr}${r.stdout}`);
+  }
+  return r.stdout;
+}
+
+/** Polls until the condition holds; the deadline only bounds a hang, it asserts nothing. */
+async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | Promise<T | undefined>,
+  deadlineMs = 30_000,
+): Promise<T> {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value as T;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Every namespace gets kube-root-ca.crt from the server; the informer tests count their own objects. */
+function ours(o: { metadata?: { name?: string } }): boolean {
+  return o.metadata?.name !== 'kube-root-ca.crt';
+}
+
+function configMap(
+  namespace: string,
+  name: string,
+  data: Record<string, string>,
+  labels?: Record<string, string>,
+): V1ConfigMap {
+  return { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace, labels }, data };
+}
+
+async function ensureNamespace(name: string): Promise<void> {
+  await core.createNamespace({ body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name } } });
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'weft-apiserver-e2e-'));
+  kubeconfigPath = join(dir, 'kubeconfig');
+  await startServer();
+});
+
+afterAll(async () => {
+  for (const child of children) if (child.exitCode === null && child.pid) process.kill(child.pid, 'SIGTERM');
+  await server?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('client-node informers and watches', () => {
+  it('an informer sees add, update and delete in order', async () => {
+    await ensureNamespace('informer-order');
+    const informer = makeInformer(kc, '/api/v1/namespaces/informer-order/configmaps', () =>
+      core.listNamespacedConfigMap({ namespace: 'informer-order' }),
+    );
+    const seen: string[] = [];
+    informer.on('add', (o) => ours(o) && seen.push(`add ${o.metadata?.name} ${o.data?.v}`));
+    informer.on('update', (o) => ours(o) && seen.push(`update ${o.metadata?.name} ${o.data?.v}`));
+    informer.on('delete', (o) => ours(o) && seen.push(`delete ${o.metadata?.name}`));
+    try {
+      await core.createNamespacedConfigMap({
+        namespace: 'informer-order',
+        body: configMap('informer-order', 'before', { v: '0' }),
+      });
+      await informer.start();
+      await waitFor('the initial list', () => seen.length === 1);
+      await core.createNamespacedConfigMap({
+        namespace: 'informer-order',
+        body: configMap('informer-order', 'c', { v: '1' }),
+      });
+      await core.patchNamespacedConfigMap({
+        name: 'c',
+        namespace: 'informer-order',
+        body: [{ op: 'replace', path: '/data/v', value: '2' }],
+      });
+      await core.deleteNamespacedConfigMap({ name: 'c', namespace: 'informer-order' });
+      await waitFor('the delete event', () => seen.includes('delete c'));
+      expect(seen).toEqual(['add before 0', 'add c 1', 'update c 2', 'delete c']);
+    } finally {
+      await informer.stop();
+    }
+  });
+
+  it('an informer resumes from its resourceVersion without relisting', async () => {
+    await ensureNamespace('informer-resume');
+    let lists = 0;
+    const informer = makeInformer(kc, '/api/v1/namespaces/informer-resume/configmaps', () => {
+      lists++;
+      return core.listNamespacedConfigMap({ namespace: 'informer-resume' });
+    });
+    const seen: string[] = [];
+    informer.on('add', (o) => ours(o) && seen.push(`add ${o.metadata?.name}`));
+    informer.on('update', (o) => ours(o) && seen.push(`update ${o.metadata?.name} ${o.data?.v}`));
+    try {
+      await informer.start();
+      await core.createNamespacedConfigMap({
+        namespace: 'informer-resume',
+        body: configMap('informer-resume', 'a', { v: '1' }),
+      });
+      await waitFor('add a', () => seen.includes('add a'));
+      await informer.stop();
+      await core.replaceNamespacedConfigMap({
+        name: 'a',
+        namespace: 'informer-resume',
+        body: configMap('informer-resume', 'a', { v: '2' }),
+      });
+      await core.createNamespacedConfigMap({
+        namespace: 'informer-resume',
+        body: configMap('informer-resume', 'b', { v: '1' }),
+      });
+      await informer.start();
+      await waitFor('the missed changes', () => seen.includes('add b'));
+      expect(seen).toEqual(['add a', 'update a 2', 'add b']);
+      expect(lists).toBe(1);
+    } finally {
+      await informer.stop();
+    }
+  });
+
+  it('an expired resourceVersion gives 410 Expired and the informer relists', async () => {
+    await ensureNamespace('informer-expired');
+    let lists = 0;
+    const informer = makeInformer(kc, '/api/v1/namespaces/informer-expired/configmaps', () => {
+      lists++;
+      return core.listNamespacedConfigMap({ namespace: 'informer-expired' });
+    });
+    const deleted: string[] = [];
+    informer.on('delete', (o) => deleted.push(o.metadata?.name ?? ''));
+    try {
+      await core.createNamespacedConfigMap({
+        namespace: 'informer-expired',
+        body: configMap('informer-expired', 'doomed', { v: '1' }),
+      });
+      await informer.start();
+      await waitFor('the first list', () => informer.list('informer-expired').filter(ours).length === 1);
+      const oldVersion = (informer as ListWatch<V1ConfigMap>).latestResourceVersion();
+      await informer.stop();
+      await core.deleteNamespacedConfigMap({ name: 'doomed', namespace: 'informer-expired' });
+      for (let i = 0; i < historyLimit * 1.5; i++) {
+        await core.createNamespacedConfigMap({
+          namespace: 'informer-expired',
+          body: configMap('informer-expired', `filler-${i}`, { v: String(i) }),
+        });
+      }
+      // A raw watch from the old version sees the Status the informer reacts to.
+      const events: Array<{ type: string; object: { code?: number; reason?: string } }> = [];
+      await new Promise<void>((done) => {
+        void new Watch(kc).watch(
+          '/api/v1/namespaces/informer-expired/configmaps',
+          { resourceVersion: oldVersion },
+          (type, object) => events.push({ type, object }),
+          () => done(),
+        );
+      });
+      expect(events).toEqual([
+        { type: 'ERROR', object: expect.objectContaining({ kind: 'Status', code: 410, reason: 'Expired' }) },
+      ]);
+
+      await informer.start();
+      await waitFor(
+        'the relist',
+        () => informer.list('informer-expired').filter(ours).length === historyLimit * 1.5,
+      );
+      expect(lists).toBe(2);
+      expect(deleted).toEqual(['doomed']);
+    } finally {
+      await informer.stop();
+    }
+  });
+
+  it('a raw Watch with allowWatchBookmarks gets BOOKMARK events carrying the current resourceVersion', async () => {
+    await ensureNamespace('bookmarks');
+    const events: Array<{ type: string; rv: string }> = [];
+    const list = await core.listNamespacedConfigMap({ namespace: 'bookmarks' });
+    const controller = await new Watch(kc).watch(
+      '/api/v1/namespaces/bookmarks/configmaps',
+      { resourceVersion: list.metadata?.resourceVersion, allowWatchBookmarks: true },
+      (type, object) => events.push({ type, rv: object.metadata?.resourceVersion }),
+      () => {},
+    );
+    try {
+      await core.createNamespacedConfigMap({
+        namespace: 'bookmarks',
+        body: configMap('bookmarks', 'a', { v: '1' }),
+      });
+      const added = await waitFor('the ADDED event', () => events.find((e) => e.type === 'ADDED'));
+      const bookmark = await waitFor('a bookmark after it', () =>
+        events.find((e) => e.type === 'BOOKMARK' && Number(e.rv) >= Number(added.rv)),
+      );
+      expect(Number(bookmark.rv)).toBeGreaterThanOrEqual(Number(added.rv));
+    } finally {
+      controller.abort();
+    }
+  });
+
+  it('a watch with a label selector sends DELETED when an object stops matching', async () => {
+    await ensureNamespace('selector-watch');
+    const events: string[] = [];
+    const list = await core.listNamespacedConfigMap({ namespace: 'selector-watch' });
+    const controller = await new Watch(kc).watch(
+      '/api/v1/namespaces/selector-watch/configmaps',
+      { resourceVersion: list.metadata?.resourceVersion, labelSelector: 'app=web' },
+      (type, object) => events.push(`${type} ${object.metadata?.name}`),
+      () => {},
+    );
+    try {
+      await core.createNamespacedConfigMap({
+        namespace: 'selector-watch',
+        body: configMap('selector-watch', 'other', {}, { app: 'db' }),
+      });
+      await core.createNamespacedConfigMap({
+        namespace: 'selector-watch',
+        body: configMap('selector-watch', 'c', {}, { app: 'web' }),
+      });
+      await core.patchNamespacedConfigMap({
+        name: 'c',
+        namespace: 'selector-watch',
+        body: [{ op: 'replace', path: '/metadata/labels/app', value: 'db' }],
+      });
+      await core.patchNamespacedConfigMap({
+        name: 'other',
+        namespace: 'selector-watch',
+        body: [{ op: 'replace', path: '/metadata/labels/app', value: 'web' }],
+      });
+      await waitFor('three transitions', () => events.length >= 3);
+      expect(events).toEqual(['ADDED c', 'DELETED c', 'ADDED other']);
+    } finally {
+      controller.abort();
+    }
+  });
+});
+
+describe('kubectl', () => {
+  it('applies the example manifests client-side and prints the usual columns', async () => {
+    for (const file of [
+      'namespace.yaml',
+      'pods.yaml',
+      'services.yaml',
+      'networkpolicy.yaml',
+      'crd-widget.yaml',
+      'widget.yaml',
+    ]) {
+      await kubectlOk('apply', '-f', join(manifests, file));
+    }
+    const pods = await kubectlOk('get', 'pods', '-n', 'weft-demo');
+    expect(pods.split('\n')[0]).toMatch(/^NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE$/);
+    expect(pods).toMatch(/echo-a\s+0\/1\s+Pending\s+0\s+\d+s/);
+    const wide = await kubectlOk('get', 'pods', '-n', 'weft-demo', '-o', 'wide');
+    expect(wide.split('\n')[0]).toMatch(
+      /^NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE\s+IP\s+NODE\s+NOMINATED NODE\s+READINESS GATES$/,
+    );
+    const services = await kubectlOk('get', 'svc', '-n', 'weft-demo');
+    expect(services.split('\n')[0]).toMatch(/^NAME\s+TYPE\s+CLUSTER-IP\s+EXTERNAL-IP\s+PORT\(S\)\s+AGE$/);
+    expect(services).toMatch(/echo-nodeport\s+NodePort\s+10\.96\.\d+\.\d+\s+<none>\s+80:30080\/TCP/);
+    expect(services).toMatch(/echo-lb\s+LoadBalancer\s+10\.96\.\d+\.\d+\s+<pending>\s+8080:3\d{4}\/TCP/);
+    expect(services).toMatch(/echo-headless\s+ClusterIP\s+None\s+<none>\s+8080\/TCP/);
+    expect(services).toMatch(/upstream\s+ExternalName\s+<none>\s+example\.invalid\s+<none>/);
+    const widgets = await kubectlOk('get', 'widgets', '-n', 'weft-demo');
+    expect(widgets.split('\n')[0]).toMatch(/^NAME\s+SIZE\s+COLOR\s+READY\s+AGE$/);
+    // READY has no value yet: the server sends a null cell, as kube-apiserver does.
+    expect(widgets).toMatch(/gizmo\s+3\s+green\s+(<none>\s+)?\d+s/);
+    const netpol = await kubectlOk('get', 'netpol', '-n', 'weft-demo');
+    expect(netpol).toMatch(/echo-from-client\s+app=echo\s+\d+s/);
+  });
+
+  it('filters with -l and prints -o json and -o yaml', async () => {
+    const names = await kubectlOk(
+      'get',
+      'pods',
+      '-n',
+      'weft-demo',
+      '-l',
+      'app=echo,tier in (backend)',
+      '-o',
+      'name',
+    );
+    expect(names.trim().split('\n')).toEqual(['pod/echo-a', 'pod/echo-b']);
+    const json = JSON.parse(await kubectlOk('get', 'svc', 'echo', '-n', 'weft-demo', '-o', 'json')) as {
+      spec: Record<string, unknown>;
+      metadata: Record<string, unknown>;
+    };
+    expect(json.spec).toMatchObject({
+      type: 'ClusterIP',
+      sessionAffinity: 'None',
+      ipFamilies: ['IPv4'],
+      internalTrafficPolicy: 'Cluster',
+    });
+    expect(json.metadata.annotations).toHaveProperty(['kubectl.kubernetes.io/last-applied-configuration']);
+    const yaml = await kubectlOk('get', 'pod', 'echo-a', '-n', 'weft-demo', '-o', 'yaml');
+    expect(yaml).toContain('restartPolicy: Always');
+    expect(yaml).toContain('terminationGracePeriodSeconds: 30');
+    expect(yaml).toContain('imagePullPolicy: IfNotPresent');
+  });
+
+  it('re-applying a changed manifest updates it (client-side and server-side)', async () => {
+    const changed = readFileSync(join(manifests, 'services.yaml'), 'utf8')
+      .replace(/ {4}- name: udp\n {6}port: 81\n {6}protocol: UDP\n {6}targetPort: 8081\n/, '')
+      .replace(
+        '  selector:\n    app: echo\n  ports:\n    - name: http',
+        '  selector:\n    app: echo\n    tier: backend\n  ports:\n    - name: http',
+      );
+    const changedPath = join(dir, 'services-changed.yaml');
+    writeFileSync(changedPath, changed);
+    await kubectlOk('apply', '-f', changedPath);
+    const svc = JSON.parse(await kubectlOk('get', 'svc', 'echo', '-n', 'weft-demo', '-o', 'json')) as {
+      spec: { ports: unknown[]; selector: unknown };
+    };
+    expect(svc.spec.ports).toEqual([{ name: 'http', port: 80, protocol: 'TCP', targetPort: 'http' }]);
+    expect(svc.spec.selector).toEqual({ app: 'echo', tier: 'backend' });
+
+    await kubectlOk('create', 'namespace', 'ssa');
+    const ssaPath = join(dir, 'services-ssa.yaml');
+    const inSsa = (text: string) =>
+      text.replaceAll('weft-demo', 'ssa').replace('nodePort: 30080', 'nodePort: 30081');
+    writeFileSync(ssaPath, inSsa(readFileSync(join(manifests, 'services.yaml'), 'utf8')));
+    await kubectlOk('apply', '--server-side', '-f', ssaPath);
+    writeFileSync(ssaPath, inSsa(changed));
+    await kubectlOk('apply', '--server-side', '-f', ssaPath);
+    const ssa = JSON.parse(await kubectlOk('get', 'svc', 'echo', '-n', 'ssa', '-o', 'json')) as {
+      spec: { ports: unknown[]; selector: unknown };
+    };
+    expect(ssa.spec.ports).toEqual([{ name: 'http', port: 80, protocol: 'TCP', targetPort: 'http' }]);
+    expect(ssa.spec.selector).toEqual({ app: 'echo', tier: 'backend' });
+
+    await kubectlOk(
+      'patch',
+      'svc',
+      'echo',
+      '-n',
+      'ssa',
+      '--type=merge',
+      '-p',
+      '{"spec":{"selector":{"app":"other"}}}',
+    );
+    const conflict = await kubectl('apply', '--server-side', '-f', ssaPath);
+    expect(conflict.code).not.toBe(0);
+    expect(conflict.stderr).toContain(
+      'Apply failed with 1 conflict: conflict with "kubectl-patch" using v1: .spec.selector.app',
+    );
+    await kubectlOk('apply', '--server-side', '--force-conflicts', '-f', ssaPath);
+    expect(await kubectlOk('get', 'svc', 'echo', '-n', 'ssa', '-o', 'jsonpath={.spec.selector.app}')).toBe(
+      'echo',
+    );
+  });
+
+  it('creates with typed commands, deletes, and get -w prints changes', async () => {
+    await kubectlOk('create', 'namespace', 'watched');
+    const watcher = spawn(
+      'kubectl',
+      [
+        '--kubeconfig',
+        kubeconfigPath,
+        '--cache-dir',
+        join(dir, 'kube-cache'),
+        'get',
+        'configmaps',
+        '-n',
+        'watched',
+        '-w',
+      ],
+      {
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir },
+      },
+    );
+    children.push(watcher);
+    let out = '';
+    let err = '';
+    watcher.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    watcher.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    try {
+      await waitFor('the initial listing', () => out.includes('kube-root-ca.crt'));
+      await kubectlOk('create', 'configmap', 'live', '-n', 'watched', '--from-literal=a=b');
+      await waitFor('the new configmap in the watch', () => out.includes('live'));
+      expect(out).toMatch(/live\s+1\s+\d+s/);
+      await kubectlOk('delete', 'configmap', 'live', '-n', 'watched');
+      expect(await kubectlOk('get', 'configmaps', '-n', 'watched', '-o', 'name')).toBe(
+        'configmap/kube-root-ca.crt\n',
+      );
+      expect(err).toBe('');
+    } finally {
+      if (watcher.pid && watcher.exitCode === null) process.kill(watcher.pid, 'SIGTERM');
+    }
+  });
+
+  it.each([
+    [
+      'missing name',
+      'apiVersion: v1\nkind: Pod\nmetadata:\n  namespace: default\nspec:\n  containers:\n  - name: c\n    image: x\n',
+      'The Pod "" is invalid: metadata.name: Required value: name or generateName is required',
+    ],
+    [
+      'invalid selector',
+      'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: np\n  namespace: default\nspec:\n  podSelector:\n    matchExpressions:\n    - key: app\n      operator: Foo\n',
+      'The NetworkPolicy "np" is invalid: spec.podSelector.matchExpressions[0].operator: Invalid value: "Foo": not a valid selector operator',
+    ],
+    [
+      'invalid port',
+      'apiVersion: v1\nkind: Service\nmetadata:\n  name: bad-port\n  namespace: default\nspec:\n  ports:\n  - port: 70000\n',
+      'spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive',
+    ],
+    ['malformed YAML', 'apiVersion: v1\nkind: [Pod\n', 'error converting YAML to JSON'],
+    ['malformed JSON', '{"apiVersion": "v1", "kind": "Pod", "metadata": {', 'error parsing'],
+    [
+      'custom resource against its schema',
+      'apiVersion: example.weft.dev/v1alpha1\nkind: Widget\nmetadata:\n  name: bad\n  namespace: default\nspec:\n  size: 0\n  color: pink\n',
+      'spec.color: Unsupported value: "pink": supported values: "red", "green", "blue"',
+    ],
+  ])('%s: kubectl prints the Kubernetes error and nothing is stored', async (_name, manifest, message) => {
+    const path = join(dir, 'bad.yaml');
+    writeFileSync(path, manifest);
+    const before = await kubectlOk('get', 'pods,services,networkpolicies,widgets', '-A', '-o', 'name');
+    const r = await kubectl('create', '-f', path);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(message);
+    expect(await kubectlOk('get', 'pods,services,networkpolicies,widgets', '-A', '-o', 'name')).toBe(before);
+  });
+
+  it('a wrong kind for the URL is 400 and stores nothing', async () => {
+    const path = join(dir, 'wrong-kind.json');
+    writeFileSync(path, JSON.stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'x' } }));
+    const r = await kubectl('create', '--raw', '/api/v1/namespaces/default/pods', '-f', path);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(
+      'the kind in the body (Service) does not match the kind of the resource pods (Pod)',
+    );
+    expect((await kubectl('get', 'pod', 'x', '-n', 'default')).code).not.toBe(0);
+  });
+
+  it('deletes: an unbound pod at once, a namespace with what it holds', async () => {
+    await kubectlOk('delete', 'pod', 'client', '-n', 'weft-demo');
+    expect((await kubectl('get', 'pod', 'client', '-n', 'weft-demo')).stderr).toContain(
+      'pods "client" not found',
+    );
+    await kubectlOk('delete', '-f', join(manifests, 'widget.yaml'));
+    expect(await kubectlOk('get', 'widgets', '-A', '-o', 'name')).toBe('');
+    // kubectl waits until the namespace and everything in it are gone.
+    await kubectlOk('delete', 'namespace', 'ssa');
+    expect((await kubectl('get', 'namespace', 'ssa')).stderr).toContain('namespaces "ssa" not found');
+    expect(await kubectlOk('get', 'services,configmaps', '-n', 'ssa', '-o', 'name')).toBe('');
+  });
+});
+
+describe('restart', () => {
+  it('keeps objects, resourceVersions and Service allocations', async () => {
+    const before = JSON.parse(await kubectlOk('get', 'svc', '-n', 'weft-demo', '-o', 'json')) as {
+      metadata: { resourceVersion: string };
+      items: Array<{
+        metadata: { name: string };
+        spec: { clusterIP?: string; ports?: Array<{ nodePort?: number }> };
+      }>;
+    };
+    await server.close();
+    await startServer();
+    const after = JSON.parse(await kubectlOk('get', 'svc', '-n', 'weft-demo', '-o', 'json')) as typeof before;
+    expect(after.items.map((s) => [s.metadata.name, s.spec.clusterIP])).toEqual(
+      before.items.map((s) => [s.metadata.name, s.spec.clusterIP]),
+    );
+    const taken = before.items.find((s) => s.metadata.name === 'echo-nodeport')!;
+    const clash = join(dir, 'clash.yaml');
+    writeFileSync(
+      clash,
+      `apiVersion: v1\nkind: Service\nmetadata:\n  name: clash\n  namespace: weft-demo\nspec:\n  type: NodePort\n  clusterIP: ${taken.spec.clusterIP}\n  ports:\n  - port: 80\n    nodePort: 30080\n`,
+    );
+    const r = await kubectl('create', '-f', clash);
+    expect(r.stderr).toContain(
+      `failed to allocate IP ${taken.spec.clusterIP}: provided IP is already allocated`,
+    );
+    expect(r.stderr).toContain(
+      'spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated',
+    );
+    await kubectlOk('create', 'configmap', 'after-restart', '-n', 'weft-demo');
+    const cm = JSON.parse(await kubectlOk('get', 'cm', 'after-restart', '-n', 'weft-demo', '-o', 'json')) as {
+      metadata: { resourceVersion: string };
+    };
+    expect(Number(cm.metadata.resourceVersion)).toBeGreaterThan(Number(before.metadata.resourceVersion));
+  });
+});
