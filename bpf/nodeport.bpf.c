@@ -57,6 +57,7 @@ struct np_packet {
 	__u8 ttl;
 	__u8 tcp_flags;	 /* 0 for UDP and for a later fragment */
 	bool has_l4;	 /* false: a later fragment, its ports from weft_np4_frag */
+	bool more_frags; /* a first fragment: its L4 checksum covers fragments not here */
 };
 
 enum np_parsed {
@@ -142,6 +143,7 @@ static __always_inline enum np_parsed np_parse(struct __sk_buff *ctx, struct np_
 		pkt->tuple.sport = seen->sport;
 		pkt->tuple.dport = seen->dport;
 		pkt->has_l4 = false;
+		pkt->more_frags = frag_off & IP_MF;
 		return NP_PARSED;
 	}
 
@@ -152,6 +154,7 @@ static __always_inline enum np_parsed np_parse(struct __sk_buff *ctx, struct np_
 	pkt->tuple.sport = ports.sport;
 	pkt->tuple.dport = ports.dport;
 	pkt->has_l4 = true;
+	pkt->more_frags = frag_off & IP_MF;
 	if (ip.protocol == IPPROTO_TCP && bpf_skb_load_bytes(ctx, pkt->l4_off + 13, &pkt->tcp_flags, 1) < 0)
 		return NP_NOT_OURS;
 	if ((frag_off & IP_MF) && bpf_map_update_elem(&weft_np4_frag, &frag, &ports, BPF_ANY))
@@ -422,6 +425,8 @@ static __always_inline int np_reply_tcp_rst(struct __sk_buff *ctx, const struct 
 
 	if (pkt->tcp_flags & TCP_FLAG_RST)
 		return -1; /* never answer a RST */
+	if (pkt->more_frags)
+		return -1; /* the checksum covers bytes we cannot see: no answer beats a bad one */
 	if (bpf_skb_load_bytes(ctx, pkt->l4_off, &old, sizeof(old)) < 0)
 		return -1;
 	if ((old.doff_res >> 4) < 5 || (__u32)(old.doff_res >> 4) * 4 > tcp_len)
@@ -457,7 +462,8 @@ static __always_inline int np_reply_tcp_rst(struct __sk_buff *ctx, const struct 
 		if (off >= pkt->l4_off + tcp_len)
 			break;
 		len = pkt->l4_off + tcp_len - off;
-		/* Keep the bound in the register the helper gets (clang may otherwise check a copy). */
+		/* Keep the bound in the register the helper gets (clang may otherwise check a copy);
+		 * len is never 0 here (off < end), the test only tells the verifier so. */
 		asm volatile("" : "+r"(len));
 		if (len == 0 || len > NP_CSUM_CHUNK)
 			len = NP_CSUM_CHUNK;

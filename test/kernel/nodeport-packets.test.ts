@@ -411,6 +411,28 @@ describe('refusal answers in place', () => {
     expect(delta(before)).toEqual({ ct_miss: 1, refused_dropped: 1 });
   });
 
+  it('a first fragment of a TCP segment is dropped, not answered: its checksum covers bytes it does not hold', () => {
+    const segment = tcpSegment({
+      src: CLIENT,
+      dst: NODE,
+      sport: 40014,
+      dport: 30090,
+      flags: TCP_SYN,
+      payload: Buffer.alloc(64),
+    });
+    const first = ipv4Frame({
+      src: CLIENT,
+      dst: NODE,
+      proto: PROTO_TCP,
+      id: 0x6060,
+      fragOff: 0x2000,
+      payload: segment.subarray(0, 40),
+    });
+    const before = counters();
+    expect(run(ingress, first).retval).toBe(TC_ACT_SHOT);
+    expect(delta(before)).toEqual({ ct_miss: 1, refused_dropped: 1 });
+  });
+
   it('a UDP datagram to a frontend without backends becomes ICMP port unreachable quoting it', () => {
     frontend(30090, 'UDP', []);
     const frame = udpFrame({
