@@ -369,7 +369,7 @@ describe('Service → frontends and backends (Kubernetes semantics)', () => {
     expect(none.frontends[0]).not.toHaveProperty('affinityTimeoutSeconds');
   });
 
-  it('frontends carry both traffic policies and the Service port name', () => {
+  it('frontends carry the traffic policies that apply to them and the Service port name', () => {
     const d = desired(
       service('p', {
         type: 'NodePort',
@@ -382,7 +382,7 @@ describe('Service → frontends and backends (Kubernetes semantics)', () => {
     expect(
       d.frontends.map((f) => [f.type, f.portName, f.externalTrafficPolicy, f.internalTrafficPolicy]),
     ).toEqual([
-      ['ClusterIP', 'http', 'Local', 'Cluster'],
+      ['ClusterIP', 'http', 'Cluster', 'Cluster'],
       ['NodePort', 'http', 'Local', 'Cluster'],
     ]);
   });

@@ -164,7 +164,9 @@ export function desiredService(
         };
         if (svc.affinityTimeoutSeconds !== undefined) f.affinityTimeoutSeconds = svc.affinityTimeoutSeconds;
         if (type === 'ClusterIP') {
-          // Only in-cluster clients reach a ClusterIP: one scope, internalTrafficPolicy.
+          // Only in-cluster clients reach a ClusterIP: one scope, internalTrafficPolicy; the
+          // external policy does not apply to it.
+          f.externalTrafficPolicy = 'Cluster';
           f.backends = [...listFor(svc.internalTrafficPolicy)];
         } else {
           f.backends = [...listFor(svc.externalTrafficPolicy)];
