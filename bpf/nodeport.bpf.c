@@ -78,11 +78,11 @@ static __always_inline __u32 np_now(void)
 	return (__u32)(bpf_ktime_get_ns() / WEFT_NSEC_PER_SEC);
 }
 
-/* The node configuration, or NULL when the programs should pass this packet. */
+/* This uplink's configuration, or NULL when the programs should pass this packet. */
 static __always_inline const struct np_config *np_config_for(const struct __sk_buff *ctx)
 {
-	__u32 zero = 0;
-	const struct np_config *cfg = bpf_map_lookup_elem(&weft_np_config, &zero);
+	__u32 ifindex = ctx->ifindex;
+	const struct np_config *cfg = bpf_map_lookup_elem(&weft_np_config, &ifindex);
 
 	if (!cfg || cfg->node_ipv4 == 0 || cfg->uplink_ifindex != ctx->ifindex)
 		return NULL;

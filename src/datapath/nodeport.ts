@@ -472,13 +472,23 @@ export class NodePortMaps {
     return new NodePortMaps((name, k, v) => BpfMap.openPinned(`${pinRoot}/${name}`, k, v));
   }
 
-  readConfig(): NpConfig | undefined {
-    const c = this.config.lookup(0);
+  /** The configuration of the uplink with this ifindex, if the programs serve it. */
+  readConfig(ifindex: number): NpConfig | undefined {
+    const c = this.config.lookup(ifindex);
     return c && c.node_ipv4 !== '0.0.0.0' ? c : undefined;
   }
 
+  /** Every uplink's configuration. */
+  configs(): NpConfig[] {
+    return this.config
+      .entries()
+      .map(([, c]) => c)
+      .sort((a, b) => a.uplink_ifindex - b.uplink_ifindex);
+  }
+
+  /** Writes an uplink's configuration, under its ifindex (uplink_ifindex). */
   writeConfig(c: NpConfig): void {
-    this.config.update(0, c);
+    this.config.update(c.uplink_ifindex, c);
   }
 
   /**
@@ -541,7 +551,7 @@ export class NodePortMaps {
 
   /** Every tracked flow (its ORIGINAL entry), oldest expiry first. */
   flows(now = monotonicSeconds()): NodePortFlow[] {
-    const cfg = this.readConfig();
+    const nodeAddresses = [...new Set(this.configs().map((c) => c.node_ipv4))];
     const out: NodePortFlow[] = [];
     for (const [k, e] of this.conntrack.entries()) {
       if (k.dir !== NpCtDir.original) continue;
@@ -559,7 +569,20 @@ export class NodePortMaps {
         state,
         expiresInSeconds: e.expires - now,
       };
-      if (e.flags & NpCtFlag.snat) flow.snat = { address: cfg?.node_ipv4 ?? '0.0.0.0', port: e.snat_port };
+      if (e.flags & NpCtFlag.snat) {
+        // The SNAT entry names the node address the flow left with (uplinks may differ).
+        const address = nodeAddresses.find((node) =>
+          this.snat.lookup({
+            saddr: e.nat_addr,
+            daddr: node,
+            sport: e.nat_port,
+            dport: e.snat_port,
+            proto: k.proto,
+            dir: 0,
+          }),
+        );
+        flow.snat = { address: address ?? nodeAddresses[0] ?? '0.0.0.0', port: e.snat_port };
+      }
       out.push(flow);
     }
     return out.sort((a, b) => a.expiresInSeconds - b.expiresInSeconds);

@@ -23,6 +23,8 @@ import { bpfObjectPath } from '../../src/shared/self.js';
 import type { Exchange } from './support/nodeport-peer.js';
 import {
   CLIENT_ADDRESS,
+  CLIENT_SECOND_ADDRESS,
+  NODE1_SECOND_ADDRESS,
   NodePortTopology,
   type Peer,
   type TopologyNode,
@@ -474,6 +476,41 @@ describe('ExternalIP and LoadBalancer', () => {
   });
 });
 
+describe('several uplinks', () => {
+  it('balances on every uplink it is attached to, each with its own configuration', async () => {
+    const node1 = topo.nodes.node1;
+    const second = attachNodePort({
+      pinRoot: node1.pinRoot,
+      device: 'eth1',
+      nodeIPv4: node1.address,
+      netns: node1.netnsPath,
+    });
+    try {
+      expect(second.maps.configs().map((c) => c.uplink_ifindex)).toEqual(
+        [datapath.node1!.ifindex, second.ifindex].sort((a, b) => a - b),
+      );
+      frontend('node1', {
+        address: NODE1_SECOND_ADDRESS,
+        port: 30092,
+        protocol: 'TCP',
+        pods: ['pod-a', 'pod-c'],
+      });
+      const results = await tcpUntilAll(NODE1_SECOND_ADDRESS, 30092, ['pod-a', 'pod-c']);
+      for (const r of results) {
+        // pod-c answers node1's SNAT address on eth0; the reply is sent back to the client on eth1.
+        if (r.backend === 'pod-c') expect(inSnatRange(r.seenFrom, 'node1'), r.seenFrom).toBe(true);
+        else expect(r.seenFrom).toBe(`${CLIENT_SECOND_ADDRESS}:${r.localPort}`);
+      }
+      // The first uplink is still served.
+      frontend('node1', { address: node1.address, port: 30093, protocol: 'TCP', pods: ['pod-b'] });
+      expect(answered(await tcp(node1.address, 30093))[0]).toMatchObject({ backend: 'pod-b' });
+    } finally {
+      second.close();
+      detachNodePort({ device: 'eth1', netns: node1.netnsPath });
+    }
+  });
+});
+
 describe('traffic that is not ours', () => {
   it('a ClusterIP frontend is not balanced on the uplink: the packet reaches whatever owns the address', async () => {
     const clusterIP = '10.251.200.1';
@@ -515,7 +552,9 @@ describe('traffic that is not ours', () => {
       expect.objectContaining({ code: 'WEFT_ERR_NODEPORT_CONFIG' }),
     );
     expect(queryNodePort(where)).toEqual(programs);
-    expect(datapath.node2!.maps.readConfig()).toMatchObject({ snat_port_min: defaultSnatPorts.min });
+    expect(datapath.node2!.maps.readConfig(datapath.node2!.ifindex)).toMatchObject({
+      snat_port_min: defaultSnatPorts.min,
+    });
   });
 
   it('detaching removes both filters and leaves the maps pinned for the next attach', () => {
@@ -523,6 +562,6 @@ describe('traffic that is not ours', () => {
     expect(detachNodePort(where)).toEqual({ ingress: true, egress: true });
     expect(queryNodePort(where)).toEqual({ ingress: undefined, egress: undefined });
     expect(detachNodePort(where)).toEqual({ ingress: false, egress: false });
-    expect(datapath.node2!.maps.readConfig()?.node_ipv4).toBe(nodeAddress('node2'));
+    expect(datapath.node2!.maps.readConfig(datapath.node2!.ifindex)?.node_ipv4).toBe(nodeAddress('node2'));
   });
 });

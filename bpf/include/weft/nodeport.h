@@ -21,11 +21,13 @@
 
 #include "weft/common.h"
 
-/* ---- node configuration: weft_np_config (array, one entry, key 0) ------------------------ */
+/* ---- node configuration: weft_np_config (hash, key: __u32 ifindex of an uplink) ---------
+ * One entry per uplink the programs are attached to, written by the agent before it attaches
+ * them there; a device without an entry is not served (its packets pass). */
 
 struct np_config {
 	__be32 node_ipv4;      /* SNAT source for remote backends; 0: the programs pass everything */
-	__u32 uplink_ifindex;  /* the device the programs serve; packets seen elsewhere pass */
+	__u32 uplink_ifindex;  /* the entry's key, repeated: a mismatch also passes everything */
 	__u16 snat_port_min;   /* host order, inclusive: ports remote flows leave the node with */
 	__u16 snat_port_max;
 	__u32 flags;	       /* reserved, 0 */

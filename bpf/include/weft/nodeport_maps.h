@@ -18,17 +18,19 @@
 #include "weft/lb_maps.h"
 #include "weft/nodeport.h"
 
+#define WEFT_NP_UPLINKS_MAX 64
 #define WEFT_NP_CT_MAX 131072
 #define WEFT_NP_SNAT_MAX 65536
 #define WEFT_NP_FRAG_MAX 8192
 #define WEFT_NP_LOCAL_BACKENDS_MAX 65536
 #define WEFT_NP_SOURCE_RANGES_MAX 16384
 
+/* Keyed by uplink ifindex: the agent attaches the programs to every uplink it is given. */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u32);
 	__type(value, struct np_config);
-	__uint(max_entries, 1);
+	__uint(max_entries, WEFT_NP_UPLINKS_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } weft_np_config SEC(".maps");
 

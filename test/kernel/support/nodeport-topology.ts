@@ -5,6 +5,7 @@
 //   client 10.251.0.10 ─┐                       ┌─ node1 10.251.0.1 ── cbr0 10.251.1.1/24 ── pod-a .10, pod-b .11
 //                       ├── lan (bridge br0) ───┤
 //                       │                       └─ node2 10.251.0.2 ── cbr0 10.251.2.1/24 ── pod-c 10.251.2.10
+//   client eth1 10.251.3.10 ──────────────────── node1 eth1 10.251.3.1   (a second uplink of node1)
 //
 // Each node routes the other's pod CIDR through the LAN and forwards (ip_forward=1); the
 // client only knows the LAN, plus routes to node1 for the ExternalIP/LoadBalancer range
@@ -105,6 +106,9 @@ export interface TopologyPod {
 }
 
 export const CLIENT_ADDRESS = '10.251.0.10';
+/** The client's and node1's ends of the second, direct link (node1's device eth1). */
+export const CLIENT_SECOND_ADDRESS = '10.251.3.10';
+export const NODE1_SECOND_ADDRESS = '10.251.3.1';
 /** Routed by the client to node1: ExternalIP and LoadBalancer ingress addresses live here. */
 export const EXTERNAL_RANGE = '10.251.100.0/24';
 /** Routed by the client to node1 too: a ClusterIP must not be balanced on the uplink. */
@@ -185,6 +189,26 @@ export class NodePortTopology {
       const other = node.name === 'node1' ? this.nodes.node2 : this.nodes.node1;
       ip('-n', node.netns, 'route', 'add', other.podCidr, 'via', other.address);
     }
+    // node1's second uplink: a direct veth to the client.
+    ip(
+      '-n',
+      this.client,
+      'link',
+      'add',
+      'eth1',
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth1',
+      'netns',
+      this.nodes.node1.netns,
+    );
+    ip('-n', this.client, 'addr', 'add', `${CLIENT_SECOND_ADDRESS}/24`, 'dev', 'eth1');
+    ip('-n', this.nodes.node1.netns, 'addr', 'add', `${NODE1_SECOND_ADDRESS}/24`, 'dev', 'eth1');
+    ip('-n', this.client, 'link', 'set', 'eth1', 'up');
+    ip('-n', this.nodes.node1.netns, 'link', 'set', 'eth1', 'up');
+
     for (const pod of this.pods) {
       const node = this.nodes[pod.node];
       const hostSide = `veth-${pod.name.slice(-1)}`;
