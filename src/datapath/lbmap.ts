@@ -695,6 +695,7 @@ export interface LbMapOps {
 interface FrontendChange {
   frontend: FrontendAddress;
   previous: LbFrontend | undefined;
+  next: LbFrontend | undefined;
   plan: FrontendPlan;
 }
 
@@ -851,7 +852,7 @@ export class LbMaps {
       }
       if (names.has(name)) invalid(`frontend ${name}`, 'listed twice');
       names.add(name);
-      planned.push({ frontend: key, previous, plan: planFrontend(previous, next) });
+      planned.push({ frontend: key, previous, next, plan: planFrontend(previous, next) });
     }
     this.execute(planned);
   }
@@ -883,7 +884,8 @@ export class LbMaps {
     const changes: FrontendChange[] = [];
     for (const f of frontends) {
       const old = previous.get(frontendName(f));
-      if (old) changes.push({ frontend: f, previous: old, plan: planFrontend(old, undefined) });
+      if (old)
+        changes.push({ frontend: f, previous: old, next: undefined, plan: planFrontend(old, undefined) });
     }
     this.execute(changes);
   }
@@ -1068,7 +1070,7 @@ export class LbMaps {
     this.execute(
       frontends.map((f) => {
         const old = previous.get(frontendName(f));
-        return { frontend: f, previous: old, plan: planFrontend(old, f) };
+        return { frontend: f, previous: old, next: f, plan: planFrontend(old, f) };
       }),
     );
   }
@@ -1096,18 +1098,24 @@ export class LbMaps {
       const plans = mine.map((c) => c.plan);
       const revNatWrites = plans.flatMap((p) => p.reverseNatWrites);
       const matchWrites = plans.flatMap((p) => p.affinityMatchWrites);
+      let revNatWritten = false;
       try {
         this.updateEntries(maps.reverseNat, revNatWrites);
+        revNatWritten = true;
         this.updateEntries(
           this.affinityMatch,
           matchWrites.map((k): [LbAffinityMatchKey, number] => [k, 1]),
         );
       } catch (err) {
         if (!isMapFull(err)) throw err;
-        const map = revNatWrites.length > err.applied ? maps.reverseNat : this.affinityMatch;
-        throw new LbMapFullError(map, 'no frontend was changed', err);
+        this.dropUncommitted(maps, mine, new Set(mine.keys()));
+        throw new LbMapFullError(
+          revNatWritten ? this.affinityMatch : maps.reverseNat,
+          'no frontend was changed',
+          err,
+        );
       }
-      this.writeServices(maps.services, mine);
+      this.writeServices(maps.services, mine, (uncommitted) => this.dropUncommitted(maps, mine, uncommitted));
       this.deleteEntries(
         maps.services,
         plans.flatMap((p) => p.serviceDeletes),
@@ -1133,7 +1141,11 @@ export class LbMaps {
    * not reached loses the new entries it got (nothing reaches them) and stays exactly as it
    * was; the others are exactly as asked.
    */
-  private writeServices(services: BpfMap<Lb4Key, LbService>, changes: FrontendChange[]): void {
+  private writeServices(
+    services: BpfMap<Lb4Key, LbService>,
+    changes: FrontendChange[],
+    onFull: (uncommitted: Set<number>) => void,
+  ): void {
     const groups: Array<Array<[Lb4Key, LbService, number]>> = [[], [], [], [], [], []];
     const NEW_SLOT = 0;
     const NEW_INT = 1;
@@ -1185,12 +1197,43 @@ export class LbMaps {
       // Masters before slots, so nothing reaches a slot that is going away.
       undo.sort((a, b) => (a.backend_slot === 0 ? -1 : 0) - (b.backend_slot === 0 ? -1 : 0));
       this.deleteEntries(services, undo);
+      const uncommitted = new Set<number>();
+      changes.forEach((_, i) => {
+        if ((commitAt.get(i) ?? Number.POSITIVE_INFINITY) >= err.applied) uncommitted.add(i);
+      });
+      onFull(uncommitted);
       throw new LbMapFullError(
         services,
         `${err.applied} of ${ordered.length} entries written; frontends that did not fit keep their previous state`,
         err,
       );
     }
+  }
+
+  /**
+   * After a full map: removes the reverse NAT and affinity-match entries written ahead of the
+   * services batch for frontends that did not get there (`uncommitted`, by index in `changes`),
+   * unless a frontend still in its previous state, or one that did change, uses them.
+   */
+  private dropUncommitted(maps: FamilyMaps, changes: FrontendChange[], uncommitted: Set<number>): void {
+    const neededRevNat = new Set<number>();
+    const neededPairs = new Set<string>();
+    const pairId = (k: LbAffinityMatchKey) => `${k.backend_id}/${k.rev_nat_index}`;
+    changes.forEach((c, i) => {
+      const kept = uncommitted.has(i) ? c.previous : c.next;
+      if (!kept) return;
+      neededRevNat.add(kept.revNatIndex);
+      for (const k of affinityPairs(kept).keys()) neededPairs.add(k);
+    });
+    const revNats: number[] = [];
+    const pairs: LbAffinityMatchKey[] = [];
+    for (const i of uncommitted) {
+      const c = changes[i]!;
+      for (const [index] of c.plan.reverseNatWrites) if (!neededRevNat.has(index)) revNats.push(index);
+      for (const k of c.plan.affinityMatchWrites) if (!neededPairs.has(pairId(k))) pairs.push(k);
+    }
+    this.deleteEntries(maps.reverseNat, revNats);
+    this.deleteEntries(this.affinityMatch, pairs);
   }
 
   /** updateBatch, reported to onOps. */
