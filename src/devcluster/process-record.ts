@@ -65,7 +65,18 @@ export async function terminateRecorded(recs: ProcessRecord[], graceMs: number):
   const live = recs.filter((r) => signalRecorded(r, 'SIGTERM'));
   const deadline = Date.now() + graceMs;
   while (live.some(isRunning) && Date.now() < deadline) await sleep(50);
-  for (const r of live) signalRecorded(r, 'SIGKILL');
+  for (const r of live) {
+    if (!isRunning(r)) continue;
+    // Containers are started as session leaders: their process group holds the children
+    // they forked (which, for hostNetwork pods, no pod cgroup gathers). While the leader is
+    // alive, no other group can carry its PID as id, so this reaches only its own.
+    try {
+      process.kill(-r.pid, 'SIGKILL');
+    } catch {
+      // not a group leader: the process alone
+    }
+    signalRecorded(r, 'SIGKILL');
+  }
   const reapDeadline = Date.now() + 5_000;
   while (live.some(isRunning) && Date.now() < reapDeadline) await sleep(20);
 }

@@ -86,6 +86,32 @@ describe('devcluster cleanup', () => {
     created.delete(name);
   });
 
+  it('stops the daemon on SIGTERM but leaves the pods running until down', async () => {
+    const name = uniqueClusterName('term');
+    created.add(name);
+    await weftOk(['devcluster', 'up', '--name', name, '--nodes', '1']);
+    const core = coreApi(name);
+    await core.createNamespacedPod({ namespace: 'default', body: agnhostPod('a', `${name}-control-plane`) });
+    await waitFor('pod a Ready', async () => {
+      const p = await core.readNamespacedPod({ name: 'a', namespace: 'default' });
+      return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+    });
+    const procs = recordedProcesses(name);
+    const daemon = procs.find((p) => p.role === 'daemon');
+    const container = procs.find((p) => p.role === 'default/a/c');
+    process.kill(daemon!.pid, 'SIGTERM');
+    await waitFor('the daemon to exit', () => !isRunning(daemon!));
+    expect(isRunning(container!)).toBe(true);
+    const status = JSON.parse(await weftOk(['devcluster', 'status', '--name', name, '-o', 'json']));
+    expect(status.state).toBe('Stopped');
+    expect(status.pods).toEqual([
+      expect.objectContaining({ namespace: 'default', name: 'a', phase: 'Unknown' }),
+    ]);
+    expect((await weft(['devcluster', 'down', '--name', name])).code).toBe(0);
+    expect(await leftovers(name, procs)).toEqual([]);
+    created.delete(name);
+  });
+
   it('removes a cluster whose `up` was killed half-way', async () => {
     const name = uniqueClusterName('halfup');
     created.add(name);

@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { planAddresses } from '../../src/devcluster/address-plan.js';
 import { cgroup2MountFrom } from '../../src/devcluster/cgroup2.js';
-import { nodeSideCommands, podSideCommands, sandboxRecordFor } from '../../src/devcluster/pod-sandbox.js';
+import {
+  nodeSideCommands,
+  podSideCommands,
+  sandboxRecordFor,
+  sandboxScript,
+} from '../../src/devcluster/pod-sandbox.js';
 import { parseStat } from '../../src/devcluster/process-record.js';
 import { sandboxArgv } from '../../src/devcluster/sandbox-exec.js';
 import {
@@ -97,6 +102,19 @@ describe('pod sandbox', () => {
       `link set ${sandbox.veth} up`,
       `route add 10.244.1.5/32 dev ${sandbox.veth} scope link src 10.244.1.1`,
     ]);
+  });
+
+  it('builds the sandbox in one script: netns, veth straight into node and pod, then both sides', () => {
+    const sandbox = sandboxRecordFor({ ...base, hostNetwork: false, ip: '10.244.1.5' });
+    const script = sandboxScript(node, sandbox).split('\n');
+    expect(script.slice(0, 4)).toEqual([
+      'set -e',
+      `ip netns add ${sandbox.netns}`,
+      `ip link add ${sandbox.veth} netns dev-worker type veth peer name eth0 netns ${sandbox.netns}`,
+      "ip -n dev-worker -batch - <<'NODE'",
+    ]);
+    expect(script).toContain(`ip -n ${sandbox.netns} -batch - <<'POD'`);
+    expect(script.at(-1)).toBe('POD');
   });
 
   it('puts hostNetwork pods in the node’s netns and cgroup with the node IP', () => {
