@@ -3,7 +3,8 @@
 // uplink), and what comes out is checked byte by byte, checksums computed independently. A
 // test-run skb holds full checksums (CHECKSUM_NONE), so the arithmetic is checked here; the
 // topology tests (nodeport.test.ts) carry offloaded (partial) checksums across veths.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkEnvironment } from '../../src/datapath/environment.js';
 import {
@@ -204,8 +205,9 @@ afterAll(() => {
     lb?.close();
     obj?.close();
   } finally {
-    execFileSync('ip', ['netns', 'del', tag], { stdio: 'ignore' });
-    execFileSync('rm', ['-rf', pinRoot]);
+    // Each step on its own: a failure in one (or a namespace never made) must not skip the next.
+    spawnSync('ip', ['netns', 'del', tag], { stdio: 'ignore' });
+    rmSync(pinRoot, { recursive: true, force: true });
   }
 });
 
