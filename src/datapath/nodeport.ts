@@ -413,7 +413,7 @@ export interface Endpoint {
   port: number;
 }
 
-/** A tracked external flow, as `weft bpf nodeport list` shows it. */
+/** A tracked external flow: client, frontend, backend, SNAT port, TCP state, time left. */
 export interface NodePortFlow {
   protocol: LbProtocol;
   client: Endpoint;
