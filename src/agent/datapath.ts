@@ -128,6 +128,7 @@ export class AgentDatapath {
       lb = LbMaps.fromObject(obj);
       const linkDir = join(opts.pinRoot, 'links');
       mkdirSync(linkDir, { recursive: true });
+      mkdirSync(opts.stateDir, { recursive: true });
       const recordPath = join(opts.stateDir, 'socket-lb.json');
       const record = readRecord(recordPath);
       if (record && record.cgroup !== opts.cgroup) {
