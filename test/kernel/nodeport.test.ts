@@ -35,6 +35,8 @@ const BACKEND_PORT = 8080;
 
 let topo: NodePortTopology;
 let client: Peer;
+/** The pods' peers, by pod name: backends, and clients for traffic from inside the cluster. */
+const podPeers = new Map<string, Peer>();
 const datapath: Partial<Record<TopologyNode['name'], NodePortDatapath>> = {};
 const lb: Partial<Record<TopologyNode['name'], LbMaps>> = {};
 
@@ -83,8 +85,8 @@ function nodeAddress(node: TopologyNode['name']): string {
   return topo.nodes[node].address;
 }
 
-function tcp(host: string, port: number, count = 1): Promise<Exchange[]> {
-  return client.request<Exchange[]>({ op: 'tcp', host, port, count });
+function tcp(host: string, port: number, count = 1, from: Peer = client): Promise<Exchange[]> {
+  return from.request<Exchange[]>({ op: 'tcp', host, port, count });
 }
 
 function udp(host: string, port: number, count = 1, size?: number): Promise<Exchange[]> {
@@ -132,6 +134,7 @@ beforeAll(async () => {
   const starting = [topo.peer(topo.client), ...topo.pods.map((p) => topo.peer(p.netns))];
   const [c, ...pods] = await Promise.all(starting);
   client = c!;
+  pods.forEach((p, i) => podPeers.set(topo.pods[i]!.name, p!));
   await Promise.all(
     pods.map((p, i) =>
       p!.request({ op: 'serve', name: topo.pods[i]!.name, host: '0.0.0.0', port: BACKEND_PORT }),
@@ -218,10 +221,10 @@ function inSnatRange(seenFrom: string, node: TopologyNode['name']): boolean {
 }
 
 /** Connects until every one of `expected` answered (at most `limit` connections). */
-async function tcpUntilAll(host: string, port: number, expected: string[], limit = 120) {
+async function tcpUntilAll(host: string, port: number, expected: string[], limit = 120, from: Peer = client) {
   const out: Array<Extract<Exchange, { ok: true }>> = [];
   while (out.length < limit && !expected.every((b) => out.some((r) => r.backend === b))) {
-    out.push(...answered(await tcp(host, port, 20)));
+    out.push(...answered(await tcp(host, port, 20, from)));
   }
   return out;
 }
@@ -472,6 +475,20 @@ describe('ExternalIP and LoadBalancer', () => {
       }
       const datagrams = answered(await udp(address, port, 10));
       expect(pods).toEqual(expect.arrayContaining([...new Set(datagrams.map((r) => r.backend))]));
+    }
+  });
+});
+
+describe('clients inside the cluster', () => {
+  it("a pod on another node reaching node1's NodePort is balanced like an external client, itself included", async () => {
+    const node1 = nodeAddress('node1');
+    const podC = topo.pods.find((p) => p.name === 'pod-c')!;
+    frontend('node1', { address: node1, port: 30094, protocol: 'TCP', pods: ['pod-a', 'pod-c'] });
+    const results = await tcpUntilAll(node1, 30094, ['pod-a', 'pod-c'], 120, podPeers.get('pod-c')!);
+    for (const r of results) {
+      // pod-c reaching itself goes out through node1's SNAT and back (hairpin through node1).
+      if (r.backend === 'pod-c') expect(inSnatRange(r.seenFrom, 'node1'), r.seenFrom).toBe(true);
+      else expect(r.seenFrom).toBe(`${podC.address}:${r.localPort}`);
     }
   });
 });
