@@ -134,7 +134,7 @@ beforeAll(async () => {
   const starting = [topo.peer(topo.client), ...topo.pods.map((p) => topo.peer(p.netns))];
   const [c, ...pods] = await Promise.all(starting);
   client = c!;
-  pods.forEach((p, i) => podPeers.set(topo.pods[i]!.name, p!));
+  for (const [i, p] of pods.entries()) podPeers.set(topo.pods[i]!.name, p!);
   await Promise.all(
     pods.map((p, i) =>
       p!.request({ op: 'serve', name: topo.pods[i]!.name, host: '0.0.0.0', port: BACKEND_PORT }),
