@@ -19,6 +19,7 @@ Commands:
   list        list clusters on this host
   kubeconfig  print the path of a cluster's kubeconfig
   exec        run a command inside a pod (its network namespace and cgroup)
+  logs        print a container's output
 
 Run 'weft devcluster <command> --help' for a command's flags.`;
 
@@ -48,6 +49,13 @@ half-made or crashed clusters too; deleting a cluster that does not exist is not
 
 Prints the path of the cluster's kubeconfig (use: export KUBECONFIG=$(weft devcluster kubeconfig)).
 --internal prints the one for processes inside the cluster (API server on the bridge IP).`,
+  logs: `Usage: weft devcluster logs [--name dev] [-n namespace] <namespace>/<pod>|<pod> [-c container] [-p] [-f] [--tail N]
+
+Prints a container's output (stdout and stderr) from the kubelet's log files.
+  -c, --container   the container (default: the pod's only or last container)
+  -p, --previous    the previous run of a restarted container
+  -f, --follow      keep printing what is written
+      --tail int    only the last N lines`,
   exec: `Usage: weft devcluster exec [--name dev] [-n namespace] <namespace>/<pod>|<pod> [-c container] -- <command> [args...]
 
 Runs a host command inside the pod's network namespace and cgroup, with the container's
@@ -83,6 +91,8 @@ export async function run(args: string[]): Promise<number> {
       return kubeconfig(rest);
     case 'exec':
       return exec(rest);
+    case 'logs':
+      return logs(rest);
     case 'serve':
       return serve(rest);
     case 'prober': {
@@ -307,15 +317,63 @@ async function exec(args: string[]): Promise<number> {
   }
   if (command.length === 0)
     throw new WeftError('WEFT_ERR_USAGE', 'you must specify at least one command after --');
-  const ref = positionals[0] ?? '';
+  const { namespace, pod } = podRef(positionals[0] ?? '', values.namespace);
+  const { execInPod } = await import('../devcluster/exec.js');
+  return execInPod({ cluster: nameFlag(values.name), namespace, pod, container: values.container, command });
+}
+
+async function logs(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      name: { type: 'string' },
+      namespace: { type: 'string', short: 'n' },
+      container: { type: 'string', short: 'c' },
+      previous: { type: 'boolean', short: 'p', default: false },
+      follow: { type: 'boolean', short: 'f', default: false },
+      tail: { type: 'string' },
+    },
+    allowPositionals: true,
+  });
+  if (positionals.length !== 1) {
+    throw new WeftError('WEFT_ERR_USAGE', 'expected exactly one pod: weft devcluster logs <namespace>/<pod>');
+  }
+  const { namespace, pod } = podRef(positionals[0] ?? '', values.namespace);
+  let tailLines: number | undefined;
+  if (values.tail !== undefined) {
+    if (!/^-?\d+$/.test(values.tail)) {
+      throw new WeftError(
+        'WEFT_ERR_USAGE',
+        `invalid argument "${values.tail}" for "--tail" flag: not a whole number`,
+      );
+    }
+    tailLines = Number(values.tail) < 0 ? undefined : Number(values.tail);
+  }
+  const { containerLogFile, copyLog } = await import('../devcluster/container-logs.js');
+  const file = containerLogFile({
+    cluster: nameFlag(values.name),
+    namespace,
+    pod,
+    container: values.container,
+    previous: values.previous,
+  });
+  let stopped = false;
+  process.once('SIGINT', () => {
+    stopped = true;
+  });
+  await copyLog(file, process.stdout, { follow: values.follow, tailLines, stopped: () => stopped });
+  return 0;
+}
+
+/** `<namespace>/<pod>`, or `<pod>` in -n's namespace (default "default"), like kubectl. */
+function podRef(ref: string, namespaceFlag: string | undefined): { namespace: string; pod: string } {
   const slash = ref.indexOf('/');
-  const namespace = slash >= 0 ? ref.slice(0, slash) : (values.namespace ?? 'default');
+  const namespace = slash >= 0 ? ref.slice(0, slash) : (namespaceFlag ?? 'default');
   const pod = slash >= 0 ? ref.slice(slash + 1) : ref;
   if (!namespace || !pod || pod.includes('/')) {
     throw new WeftError('WEFT_ERR_USAGE', `invalid pod "${ref}": expected <namespace>/<pod> or <pod>`);
   }
-  const { execInPod } = await import('../devcluster/exec.js');
-  return execInPod({ cluster: nameFlag(values.name), namespace, pod, container: values.container, command });
+  return { namespace, pod };
 }
 
 async function serve(args: string[]): Promise<number> {

@@ -183,6 +183,45 @@ describe('pod lifecycle on the devcluster kubelet', () => {
     },
   );
 
+  it('keeps each run’s output for weft devcluster logs, the previous run included', async () => {
+    const counter = `${markerDir}/runs`;
+    mkdirSync(markerDir, { recursive: true });
+    await core.createNamespacedPod({
+      namespace: 'default',
+      body: {
+        metadata: { name: 'twice' },
+        spec: {
+          containers: [
+            {
+              name: 'c',
+              image: 'busybox',
+              command: [
+                'sh',
+                '-c',
+                `n=$(( $(cat ${counter} 2>/dev/null || echo 0) + 1 )); echo $n > ${counter}; echo "run $n"; echo "err $n" >&2; [ $n -ge 2 ] && exec sleep 3600; exit 1`,
+              ],
+            },
+          ],
+        },
+      },
+    });
+    await waitFor('twice to run its second time', async () => {
+      const s = (await pod('twice'))?.status?.containerStatuses?.[0];
+      return s?.restartCount === 1 && s.state?.running !== undefined;
+    });
+    const current = await waitFor('the second run’s output', async () => {
+      const r = await weftOk(['devcluster', 'logs', '--name', cluster, 'default/twice']);
+      return r.includes('err 2') ? r : undefined;
+    });
+    expect(current).toBe('run 2\nerr 2\n');
+    expect(await weftOk(['devcluster', 'logs', '--name', cluster, 'twice', '-c', 'c', '--previous'])).toBe(
+      'run 1\nerr 1\n',
+    );
+    expect(await weftOk(['devcluster', 'logs', '--name', cluster, 'default/twice', '--tail', '1'])).toBe(
+      'err 2\n',
+    );
+  });
+
   it('runs init containers to completion, in order, before the containers', async () => {
     const log = `${markerDir}/init-order`;
     mkdirSync(markerDir, { recursive: true });
