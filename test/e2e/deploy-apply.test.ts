@@ -9,7 +9,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { request as httpGet } from 'node:http';
+import { get as httpGet } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest, type Server } from 'node:https';
 import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -364,7 +364,8 @@ const sh = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'ut
 describe.skipIf(!agentLanded())('the agent started like the DaemonSet starts it', () => {
   const suffix = Math.random().toString(16).slice(2, 8);
   const nodeName = `weft-kt-deploy-${suffix}`;
-  const device = `weft-kt-dpl${suffix.slice(0, 4)}`; // 15 characters at most
+  // A veth pair stands in for the node's uplink (interface names have 15 characters at most).
+  const device = `weft-kt-dpl${suffix.slice(0, 3)}`;
   let cluster: Cluster;
   let proxy: RecordingProxy;
   let agentProcess: ChildProcess | undefined;
@@ -430,7 +431,8 @@ describe.skipIf(!agentLanded())('the agent started like the DaemonSet starts it'
     expect(sh('mount', ['-t', 'bpf', 'bpf', bpffs]).status).toBe(0);
     cgroupDir = join(cgroup2Root(), nodeName);
     mkdirSync(cgroupDir);
-    expect(sh('ip', ['link', 'add', device, 'type', 'dummy']).status).toBe(0);
+    const veth = sh('ip', ['link', 'add', device, 'type', 'veth', 'peer', 'name', `${device}p`]);
+    expect(veth.status, veth.stderr).toBe(0);
     expect(sh('ip', ['link', 'set', device, 'up']).status).toBe(0);
     const stateDir = join(cluster.dir, 'run', nodeName);
     metricsPort = await freePort();
@@ -514,6 +516,7 @@ describe.skipIf(!agentLanded())('the agent started like the DaemonSet starts it'
   });
 
   it('makes only requests that its ClusterRole allows, and uses every grant', async () => {
+    expect(proxy, 'the agent was started').toBeDefined();
     expect(agentExit).toBeUndefined();
     const roles = JSON.parse(await kubectlOk(cluster, ['get', 'clusterroles', '-o', 'json'])) as {
       items: V1ClusterRole[];
@@ -548,11 +551,12 @@ describe.skipIf(!agentLanded())('the agent started like the DaemonSet starts it'
   });
 
   it("attaches to its own cgroup root and pins under its own node's directory only", () => {
+    expect(agentProcess, 'the agent was started').toBeDefined();
     expect(agentExit).toBeUndefined();
     expect(readdirSync(join(bpffs, 'weft'))).toEqual([nodeName]);
     expect(readdirSync(join(bpffs, 'weft', nodeName)).length).toBeGreaterThan(0);
     const attached = sh('bpftool', ['cgroup', 'show', cgroupDir]).stdout;
-    expect(attached, `bpftool cgroup show ${cgroupDir}`).toMatch(/connect4/);
+    expect(attached, `bpftool cgroup show ${cgroupDir}`).toMatch(/cgroup_inet4_connect/);
     expect(sh('bpftool', ['cgroup', 'show', cgroup2Root()]).stdout, 'nothing new on the root cgroup').toBe(
       rootCgroupProgsBefore,
     );

@@ -13,6 +13,7 @@ import {
 } from '@kubernetes/client-node';
 import yaml from 'js-yaml';
 import { describe, expect, it } from 'vitest';
+import { parseAgentArgs, pinRootOf } from '../../src/agent/config.js';
 
 /**
  * Static checks of deploy/: the Kind config, the agent manifests, the Dockerfile and its build
@@ -284,15 +285,47 @@ describe('deploy/weft-agent.yaml', () => {
 });
 
 describe('the agent accepts the flags the DaemonSet passes', () => {
-  // `weft agent --help` from the sources (not dist/, which may be stale), as a user would run it.
-  const help = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/weft.ts', 'agent', '--help'], {
-    cwd: root,
-    encoding: 'utf8',
-    timeout: 15_000,
-  });
-  const landed = !/not implemented/.test(help.stderr ?? '');
+  /** The container's args after the kubelet expands $(VAR) from the container's env. */
+  function expandedArgs(nodeName: string): { args: string[]; env: NodeJS.ProcessEnv } {
+    const env: NodeJS.ProcessEnv = {};
+    for (const e of agent.env ?? []) {
+      if (e.valueFrom?.fieldRef?.fieldPath === 'spec.nodeName') env[e.name] = nodeName;
+      else if (e.value !== undefined) env[e.name] = e.value;
+    }
+    const args = (agent.args ?? []).map((a) =>
+      a.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (_, n: string) => env[n] ?? `$(${n})`),
+    );
+    return { args, env };
+  }
 
-  it.skipIf(!landed)('lists every flag of the manifest in `weft agent --help`', () => {
+  it('parses them into the per-node configuration the docs describe', () => {
+    const { args, env } = expandedArgs('kind-worker');
+    expect(args[0]).toBe('agent');
+    const config = parseAgentArgs(args.slice(1), env);
+    expect(config).not.toBe('help');
+    expect(config).toMatchObject({
+      nodeName: 'kind-worker',
+      bpfRoot: '/sys/fs/bpf',
+      cgroupRoot: '/host/sys/fs/cgroup',
+      devices: ['eth0'],
+      stateDir: '/var/run/weft/kind-worker',
+      metricsAddress: { host: '0.0.0.0', port: 9962 },
+      logLevel: 'info',
+    });
+    // Pins of two nodes never share a directory.
+    const other = parseAgentArgs(expandedArgs('kind-worker2').args.slice(1), env);
+    if (config === 'help' || other === 'help') throw new Error('unexpected help');
+    expect(pinRootOf(config)).toBe('/sys/fs/bpf/weft/kind-worker');
+    expect(pinRootOf(other)).not.toBe(pinRootOf(config));
+  });
+
+  it('lists every flag of the manifest in `weft agent --help`', () => {
+    // From the sources (not dist/, which may be stale), as a user would run it.
+    const help = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/weft.ts', 'agent', '--help'], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 15_000,
+    });
     expect(help.status, help.stderr).toBe(0);
     const known = new Set([...help.stdout.matchAll(/--([a-z0-9][a-z0-9-]*)/g)].map((m) => m[1]));
     for (const flag of agentFlags().keys()) expect(known, `--${flag}`).toContain(flag);
