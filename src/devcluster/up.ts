@@ -57,16 +57,15 @@ export async function createCluster(opts: UpOptions, progress: Progress): Promis
     );
   }
   weftCommand(); // fails early, with the fix, when the CLI is not built
-  if (readClusterRecord(opts.name) !== undefined || existsSync(recordPaths(opts.name).dir)) {
-    throw new WeftError(
-      'WEFT_ERR_CLUSTER_EXISTS',
-      `a devcluster named "${opts.name}" already exists; delete it first with 'weft devcluster down --name ${opts.name}'`,
-    );
-  }
+  if (existsSync(recordPaths(opts.name).dir)) throw clusterExists(opts.name);
   progress.line(`Creating cluster "${opts.name}" ...`);
   let record: ClusterRecord | undefined;
+  /** Set once our record is on disk: from then on a failure is ours to clean up. */
+  let recordWritten = false;
   try {
     record = await withHostLock(`weft devcluster up --name ${opts.name}`, async () => {
+      // Another `up` of the same name may have won the race to the lock.
+      if (existsSync(recordPaths(opts.name).dir)) throw clusterExists(opts.name);
       const rec = await progress.step('Planning addresses', async () => {
         const used = [...(await hostUsedRanges()), ...otherClustersRanges(opts.name)];
         const plan = planAddresses({
@@ -85,6 +84,7 @@ export async function createCluster(opts: UpOptions, progress: Progress): Promis
         }
         // The record exists before anything else does: from here on `down` can clean up.
         writeClusterRecord(planned);
+        recordWritten = true;
         return planned;
       });
       // Still under the lock: once the bridge's route exists, the next `up` sees the range taken.
@@ -113,8 +113,7 @@ export async function createCluster(opts: UpOptions, progress: Progress): Promis
     writeClusterRecord(rec);
     return rec;
   } catch (err) {
-    if (err instanceof WeftError && err.code === 'WEFT_ERR_CLUSTER_EXISTS') throw err;
-    if (record === undefined && !existsSync(recordPaths(opts.name).dir)) throw err;
+    if (!recordWritten) throw err;
     if (opts.retain) {
       progress.line(
         `The half-made cluster is kept (--retain); remove it with 'weft devcluster down --name ${opts.name}'`,
@@ -236,4 +235,11 @@ function daemonFailed(rec: ClusterRecord, what: string): WeftError {
     // no log yet
   }
   return new WeftError('WEFT_ERR_DAEMON', `${what}; daemon log ${log}${tail ? `:\n${tail}` : ''}`);
+}
+
+function clusterExists(name: string): WeftError {
+  return new WeftError(
+    'WEFT_ERR_CLUSTER_EXISTS',
+    `a devcluster named "${name}" already exists; delete it first with 'weft devcluster down --name ${name}'`,
+  );
 }
