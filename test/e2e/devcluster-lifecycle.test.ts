@@ -154,6 +154,50 @@ describe('pod lifecycle on the devcluster kubelet', () => {
     expect(p.status?.phase).toBe('Running');
   });
 
+  it('restarts a container whose liveness probe fails', async () => {
+    await core.createNamespacedPod({
+      namespace: 'default',
+      body: {
+        metadata: { name: 'unlively' },
+        spec: {
+          terminationGracePeriodSeconds: 1,
+          containers: [
+            {
+              name: 'c',
+              image: 'busybox',
+              command: ['sleep', '3600'],
+              livenessProbe: { exec: { command: ['false'] }, periodSeconds: 1, failureThreshold: 2 },
+            },
+          ],
+        },
+      },
+    });
+    const p = await waitFor('unlively to be restarted', async () => {
+      const got = await pod('unlively');
+      return (got?.status?.containerStatuses?.[0]?.restartCount ?? 0) >= 1 ? got : undefined;
+    });
+    expect(p.status?.containerStatuses?.[0]?.lastState?.terminated?.signal).toBe(15);
+  });
+
+  it('stops a force-deleted pod’s containers although its object is already gone', async () => {
+    await core.createNamespacedPod({
+      namespace: 'default',
+      body: {
+        metadata: { name: 'forced' },
+        spec: { containers: [{ name: 'c', image: 'busybox', command: ['sleep', '3600'] }] },
+      },
+    });
+    await waitFor('forced to run', async () => condition(await pod('forced'), 'Ready') === 'True');
+    const proc = recordedContainer('forced');
+    expect(proc && isRunning(proc)).toBe(true);
+    await core.deleteNamespacedPod({ name: 'forced', namespace: 'default', gracePeriodSeconds: 0 });
+    expect(await pod('forced')).toBeUndefined();
+    await waitFor('the forced pod’s process to end', () => proc !== undefined && !isRunning(proc));
+    await waitFor('the forced pod’s sandbox record to go', () =>
+      readPodRecords(cluster).pods.every((r) => r.name !== 'forced'),
+    );
+  });
+
   it.each([
     ['Never', 0, 'Succeeded', 0],
     ['Never', 5, 'Failed', 0],
