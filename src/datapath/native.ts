@@ -23,6 +23,18 @@ export function openLibraries(): void {
     );
   }
   librariesOpen = true;
+  // libbpf prints its warnings to stderr: on every ordinary tc attach ("Exclusivity flag on")
+  // and query, interleaved with our JSON logs. Every failure we act on is reported through
+  // KernelError (call, errno, verifier log), so silence it unless asked to debug.
+  if (process.env.WEFT_LIBBPF_DEBUG !== '1') {
+    load({
+      library: 'libbpf',
+      funcName: 'libbpf_set_print',
+      retType: DataType.I64,
+      paramsType: [DataType.I64],
+      paramsValue: [0],
+    });
+  }
 }
 
 type Lib = 'libc' | 'libbpf';

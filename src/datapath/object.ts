@@ -60,9 +60,17 @@ export class BpfObject {
   private loaded = false;
   private readonly keepAlive: NativeBuffer[];
   private readonly log: NativeBuffer;
+  private readonly hasPinRoot: boolean;
 
-  private constructor(path: string, ptr: number, keepAlive: NativeBuffer[], log: NativeBuffer) {
+  private constructor(
+    path: string,
+    ptr: number,
+    keepAlive: NativeBuffer[],
+    log: NativeBuffer,
+    hasPinRoot: boolean,
+  ) {
     this.path = path;
+    this.hasPinRoot = hasPinRoot;
     this.ptr = ptr;
     this.keepAlive = keepAlive;
     this.log = log;
@@ -93,7 +101,7 @@ export class BpfObject {
         [path, o.address],
       );
       if (r.value === 0) throw new KernelError('bpf_object__open_file', r.errno, path);
-      const obj = new BpfObject(path, r.value, keepAlive, log);
+      const obj = new BpfObject(path, r.value, keepAlive, log, Boolean(opts.pinRoot));
       for (const [name, entries] of Object.entries(opts.maxEntries ?? {})) {
         checkLibbpf(
           callInt(
@@ -116,9 +124,34 @@ export class BpfObject {
     }
   }
 
+  /** Names of the maps libbpf will pin (declared with LIBBPF_PIN_BY_NAME). */
+  pinnedMapNames(): string[] {
+    this.assertOpen();
+    const names: string[] = [];
+    let m = 0;
+    for (;;) {
+      m = callPtr('libbpf', 'bpf_object__next_map', [DataType.I64, DataType.I64], [this.ptr, m]);
+      if (m === 0) return names;
+      if (callPtr('libbpf', 'bpf_map__pin_path', [DataType.I64], [m]) !== 0) {
+        names.push(readCString(callPtr('libbpf', 'bpf_map__name', [DataType.I64], [m])));
+      }
+    }
+  }
+
   /** Loads every program and creates (or reuses pinned) maps. */
   load(): void {
     this.assertOpen();
+    if (!this.hasPinRoot) {
+      // Without a pin root libbpf pins LIBBPF_PIN_BY_NAME maps at the bpffs root, shared by
+      // every user of the object on this kernel (every node of a devcluster or of Kind).
+      const pinned = this.pinnedMapNames();
+      if (pinned.length > 0) {
+        throw new WeftError(
+          'WEFT_ERR_PIN_ROOT_REQUIRED',
+          `${this.path} pins maps by name (${pinned.join(', ')}): open it with a pinRoot, e.g. /sys/fs/bpf/weft/<node>`,
+        );
+      }
+    }
     this.checkPinnedMaps();
     const ret = callInt('libbpf', 'bpf_object__load', [DataType.I64], [this.ptr]);
     if (ret < 0) {

@@ -437,3 +437,20 @@ describe('environment', () => {
     );
   });
 });
+
+describe('pin roots', () => {
+  it('loading an object that pins maps by name without a pin root is refused, so nodes never share maps', () => {
+    const obj = BpfObject.open(selftest);
+    try {
+      expect(() => obj.load()).toThrowError(
+        expect.objectContaining({
+          code: 'WEFT_ERR_PIN_ROOT_REQUIRED',
+          message: expect.stringContaining('weft_selftest_hash'),
+        }),
+      );
+      expect(existsSync('/sys/fs/bpf/weft_selftest_hash')).toBe(false);
+    } finally {
+      obj.close();
+    }
+  });
+});
