@@ -1,4 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { readClusterRecord } from '../../src/devcluster/cluster-record.js';
+import { NodeDaemonSupervisor } from '../../src/devcluster/node-daemons.js';
+import { subsysLogger } from '../../src/shared/log.js';
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { weftCommand } from '../../src/shared/self.js';
@@ -280,6 +283,47 @@ describe('a 2-node devcluster', () => {
     const p = await readyPod('env');
     const r = await execIn('default/env', ['sh', '-c', 'echo "$MY_IP $MY_NODE $MY_TIER"']);
     expect(r.stdout.trim()).toBe(`${p.status?.podIP} ${p.spec?.nodeName} gold`);
+  });
+
+  it('runs node daemons in each node’s netns and cgroup with a kubeconfig that reaches the API', async () => {
+    const rec = readClusterRecord(cluster);
+    const out = `/tmp/weft-${cluster}-node-daemon`;
+    const reports = new Map<string, string>();
+    const supervisor = new NodeDaemonSupervisor({
+      nodes: rec?.nodes ?? [],
+      specs: [
+        {
+          name: 'probe',
+          argv: (node) => [
+            'sh',
+            '-c',
+            `{ grep '^0::' /proc/self/cgroup; ip -4 -o addr show dev eth0 | awk '{print $4}'; kubectl get node "$NODE_NAME" -o name; } > ${out}-${node.name}.tmp && mv ${out}-${node.name}.tmp ${out}-${node.name}; exec sleep 3600`,
+          ],
+        },
+      ],
+      internalKubeconfig: `/var/lib/weft/devcluster/${cluster}/kubeconfig-internal`,
+      logsDir: `/var/lib/weft/devcluster/${cluster}/logs`,
+      log: subsysLogger('test'),
+      onProcessesChanged: () => {},
+    });
+    try {
+      supervisor.start();
+      for (const node of rec?.nodes ?? []) {
+        reports.set(
+          node.name,
+          await waitFor(
+            `node daemon on ${node.name}`,
+            () => existsSync(`${out}-${node.name}`) && readFileSync(`${out}-${node.name}`, 'utf8'),
+          ),
+        );
+        expect(reports.get(node.name)).toBe(
+          `0::/weft-devcluster/${cluster}/${node.name}\n${node.ip}/16\nnode/${node.name}\n`,
+        );
+      }
+    } finally {
+      supervisor.terminate();
+      for (const node of rec?.nodes ?? []) rmSync(`${out}-${node.name}`, { force: true });
+    }
   });
 
   it('shows nodes, pods and the API endpoint in status', async () => {
