@@ -21,6 +21,8 @@ export interface StoreEvent {
   previous: JsonObject | undefined;
   /** `object` as JSON, serialized once for the journal and every watcher. */
   objectJson: string;
+  /** The whole watch line for watchers that see the event as it is, built by the first of them. */
+  watchLine?: string;
 }
 
 export type EventListener = (event: StoreEvent) => void;

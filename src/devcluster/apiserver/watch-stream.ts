@@ -120,7 +120,10 @@ export function serveWatch(
     lastRv = e.rv;
     if (e.namespace !== (ns ?? e.namespace)) return;
     if (!filtered && !nameFilter) {
-      send(render(e.type, e.object, e.objectJson));
+      if (format.kind === 'json' && e.object.apiVersion === apiVersion) {
+        e.watchLine ??= `{"type":"${e.type}","object":${e.objectJson}}\n`;
+        send(e.watchLine);
+      } else send(render(e.type, e.object, e.objectJson));
       return;
     }
     const now = e.type !== 'DELETED' && relevant(e.object);
