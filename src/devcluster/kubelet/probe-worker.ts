@@ -63,8 +63,10 @@ export function resolvePort(port: unknown, container: V1Container): number | und
 }
 
 export class ProbeWorker {
-  /** Current verdict: readiness starts false; liveness and startup start true (not failed). */
+  /** Current verdict: readiness and startup start false (not yet passed), liveness true. */
   healthy: boolean;
+  /** True once the probe failed past its threshold (liveness and startup: restart the container). */
+  failed = false;
   lastMessage = '';
   private timer?: NodeJS.Timeout;
   private stopped = false;
@@ -122,9 +124,6 @@ export class ProbeWorker {
     this.failed = !healthy;
     this.onChange(this);
   }
-
-  /** True once the probe failed past its threshold (liveness and startup: restart the container). */
-  failed = false;
 
   private runOnce(): Promise<ProbeResult> {
     const action = probeAction(this.probe, this.container, this.target.podIP);
