@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -529,6 +530,102 @@ describe('kubectl', () => {
     await kubectlOk('delete', 'namespace', 'ssa');
     expect((await kubectl('get', 'namespace', 'ssa')).stderr).toContain('namespaces "ssa" not found');
     expect(await kubectlOk('get', 'services,configmaps', '-n', 'ssa', '-o', 'name')).toBe('');
+  });
+});
+
+/** One raw HTTPS request to the server (what a hostile or careless client could send). */
+function rawRequest(
+  method: string,
+  path: string,
+  body: Buffer | string | undefined,
+  headers: Record<string, string>,
+): Promise<{ status: number; json: { kind?: string; code?: number; reason?: string; message?: string } }> {
+  return new Promise((resolvePromise, reject) => {
+    const url = new URL(server.url);
+    const req = httpsRequest(
+      { host: url.hostname, port: url.port, method, path, ca: server.caCertPem, headers },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => {
+          try {
+            resolvePromise({ status: res.statusCode ?? 0, json: JSON.parse(text) });
+          } catch {
+            resolvePromise({ status: res.statusCode ?? 0, json: { message: text } });
+          }
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+describe('hostile and unauthenticated requests', () => {
+  const admin = () => ({ authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' });
+  it.each([
+    [
+      'deeply nested JSON',
+      () => Buffer.from(`${'['.repeat(20_000)}${']'.repeat(20_000)}`),
+      400,
+      'BadRequest',
+    ],
+    ['invalid UTF-8', () => Buffer.from([0xff, 0xfe, 0x7b, 0x7d]), 400, 'BadRequest'],
+    ['a body over 3 MiB', () => Buffer.alloc(4 * 1024 * 1024, 0x61), 413, 'RequestEntityTooLarge'],
+    ['malformed JSON', () => Buffer.from('{"apiVersion":'), 400, 'BadRequest'],
+  ])('%s gets a clean %d Status and stores nothing', async (_name, body, status, reason) => {
+    const before = await core.listNamespacedPod({ namespace: 'default' });
+    const r = await rawRequest('POST', '/api/v1/namespaces/default/pods', body(), admin());
+    expect(r.status).toBe(status);
+    expect(r.json).toMatchObject({ kind: 'Status', code: status, reason });
+    const after = await core.listNamespacedPod({ namespace: 'default' });
+    expect(after.items.length).toBe(before.items.length);
+  });
+
+  it('YAML alias expansion (billion laughs) is refused', async () => {
+    const levels = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]'];
+    for (let i = 1; i < 9; i++)
+      levels.push(
+        `${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10)
+          .fill(`*${String.fromCharCode(96 + i)}`)
+          .join(',')}]`,
+      );
+    const r = await rawRequest('POST', '/api/v1/namespaces/default/configmaps', levels.join('\n'), {
+      ...admin(),
+      'content-type': 'application/yaml',
+    });
+    expect(r.status).toBe(400);
+    expect(r.json.message).toContain('too many values');
+  });
+
+  it('an unknown content type is 415 and an unknown method 405', async () => {
+    expect(
+      (
+        await rawRequest('POST', '/api/v1/namespaces/default/configmaps', 'x', {
+          ...admin(),
+          'content-type': 'text/plain',
+        })
+      ).status,
+    ).toBe(415);
+    expect((await rawRequest('POST', '/api/v1/namespaces/default/configmaps/x', '{}', admin())).status).toBe(
+      405,
+    );
+  });
+
+  it('no token or a forged token is 401; a ServiceAccount token the server issued works', async () => {
+    const none = await rawRequest('GET', '/api/v1/namespaces', undefined, {});
+    expect(none).toMatchObject({ status: 401, json: { kind: 'Status', reason: 'Unauthorized' } });
+    const token = server.serviceAccountToken('default', 'default');
+    const forged = `${token.slice(0, token.lastIndexOf('.'))}.AAAA`;
+    expect(
+      (await rawRequest('GET', '/api/v1/namespaces', undefined, { authorization: `Bearer ${forged}` }))
+        .status,
+    ).toBe(401);
+    expect(
+      (await rawRequest('GET', '/api/v1/namespaces', undefined, { authorization: `Bearer ${token}` })).status,
+    ).toBe(200);
+    expect((await rawRequest('GET', '/healthz', undefined, {})).status).toBe(200);
   });
 });
 
