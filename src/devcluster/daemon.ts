@@ -1,6 +1,6 @@
 import { writeFileSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { WeftError } from '../shared/errors.js';
 import { subsysLogger } from '../shared/log.js';
 import { weftCommand } from '../shared/self.js';
@@ -83,6 +83,7 @@ export async function serveCluster(name: string): Promise<number> {
   const kc = new KubeConfig();
   kc.loadFromFile(paths.kubeconfig);
   const core = kc.makeApiClient(CoreV1Api);
+  const coordination = kc.makeApiClient(CoordinationV1Api);
   const weft = weftCommand();
   const kubernetesServiceIP = formatIPv4(addressAt(parseCidr(rec.plan.serviceCIDR), 1));
 
@@ -104,6 +105,7 @@ export async function serveCluster(name: string): Promise<number> {
       node,
       kc,
       core,
+      coordination,
       log: subsysLogger('kubelet'),
       weft,
       logsDir: paths.logs,

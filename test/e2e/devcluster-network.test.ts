@@ -117,6 +117,11 @@ describe('a 2-node devcluster', () => {
       );
       expect(n.spec?.podCIDR).toMatch(/^10\.244\.\d+\.0\/24$/);
     }
+    const leases = await kubectl(cluster, ['get', 'leases', '-n', 'kube-node-lease', '-o', 'json']);
+    const held = JSON.parse(leases.stdout).items.map(
+      (l: { spec: { holderIdentity: string } }) => l.spec.holderIdentity,
+    );
+    expect(held.sort()).toEqual([`${cluster}-control-plane`, `${cluster}-worker`]);
     const out = await kubectl(cluster, ['get', 'nodes']);
     expect(out.stdout).toMatch(new RegExp(`${cluster}-worker\\s+Ready`));
   });

@@ -2,10 +2,12 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { arch, cpus, release, totalmem } from 'node:os';
 import {
+  type CoordinationV1Api,
   type CoreV1Api,
   type KubeConfig,
   PatchStrategy,
   setHeaderOptions,
+  type V1Lease,
   type V1Pod,
 } from '@kubernetes/client-node';
 import type { Logger } from '../../shared/log.js';
@@ -23,13 +25,17 @@ import { httpStatus, PodWorker } from './pod-worker.js';
  * it (field selector spec.nodeName) and runs a PodWorker per pod. It talks to the API server
  * only through @kubernetes/client-node, like any other client.
  */
-export const HEARTBEAT_MS = 10_000;
+/** Like the kubelet: the node Lease is renewed every 10 s; the full status is posted every 5 min. */
+export const LEASE_RENEW_MS = 10_000;
+export const LEASE_DURATION_SECONDS = 40;
+export const STATUS_REPORT_MS = 300_000;
 
 export interface KubeletOptions {
   cluster: ClusterRecord;
   node: NodeRecord;
   kc: KubeConfig;
   core: CoreV1Api;
+  coordination: CoordinationV1Api;
   log: Logger;
   weft: string[];
   logsDir: string;
@@ -45,6 +51,7 @@ export class Kubelet {
   private readonly host: HostFacts;
   private informer?: ResilientInformer<V1Pod>;
   private heartbeat?: NodeJS.Timeout;
+  private statusReport?: NodeJS.Timeout;
   private readySince = k8sTime(new Date());
   private stopped = false;
   private readonly log: Logger;
@@ -70,7 +77,9 @@ export class Kubelet {
 
   async start(): Promise<void> {
     await this.register();
-    this.heartbeat = setInterval(() => void this.postStatus(), HEARTBEAT_MS);
+    await this.renewLease();
+    this.heartbeat = setInterval(() => void this.renewLease(), LEASE_RENEW_MS);
+    this.statusReport = setInterval(() => void this.postStatus(), STATUS_REPORT_MS);
     const { core, node } = this.opts;
     this.informer = resilientInformer<V1Pod>({
       kc: this.opts.kc,
@@ -90,6 +99,7 @@ export class Kubelet {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.statusReport) clearInterval(this.statusReport);
     await this.informer?.stop();
     for (const w of this.workers.values()) w.detach();
     this.opts.prober.close();
@@ -160,6 +170,25 @@ export class Kubelet {
     }
   }
 
+  private async renewLease(): Promise<void> {
+    const { coordination, node } = this.opts;
+    const lease = nodeLease(node.name, new Date());
+    try {
+      try {
+        await coordination.replaceNamespacedLease({
+          name: node.name,
+          namespace: 'kube-node-lease',
+          body: lease,
+        });
+      } catch (err) {
+        if (httpStatus(err) !== 404) throw err;
+        await coordination.createNamespacedLease({ namespace: 'kube-node-lease', body: lease });
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'renewing the node lease failed');
+    }
+  }
+
   private async postStatus(throwOnError = false): Promise<void> {
     const { core, node } = this.opts;
     const status = nodeStatus(node, this.host, k8sTime(new Date()), this.readySince);
@@ -180,6 +209,16 @@ export class Kubelet {
       this.log.warn({ err: (err as Error).message }, 'node heartbeat failed');
     }
   }
+}
+
+/** The node's heartbeat: kube-node-lease/<node>, as kubelets keep it since Kubernetes 1.17. */
+export function nodeLease(node: string, renewTime: Date): V1Lease {
+  return {
+    apiVersion: 'coordination.k8s.io/v1',
+    kind: 'Lease',
+    metadata: { name: node, namespace: 'kube-node-lease' },
+    spec: { holderIdentity: node, leaseDurationSeconds: LEASE_DURATION_SECONDS, renewTime },
+  };
 }
 
 function hostFacts(nodeName: string): HostFacts {
