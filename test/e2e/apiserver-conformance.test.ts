@@ -630,6 +630,87 @@ describe('hostile and unauthenticated requests', () => {
 });
 
 describe('restart', () => {
+  it('a SIGTERM leaves the journal complete: every acknowledged write is there after a restart', async () => {
+    const dataDir = join(dir, 'sigterm-data');
+    const entry = resolve(import.meta.dirname, '../../src/devcluster/apiserver/index.ts');
+    const script = `import { startApiServer } from ${JSON.stringify(entry)};
+const s = await startApiServer({ listen: [{ host: '127.0.0.1', port: 0 }], dataDir: ${JSON.stringify(dataDir)}, serviceCIDR: '10.96.0.0/16', advertiseAddress: '127.0.0.1', advertisePort: 6443 });
+console.log(JSON.stringify({ url: s.url, ca: s.caCertPem, token: s.adminToken }));`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    children.push(child);
+    try {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const info = await waitFor('the child server', () =>
+        out.includes('\n')
+          ? (JSON.parse(out.split('\n')[0]!) as { url: string; ca: string; token: string })
+          : undefined,
+      );
+      const url = new URL(info.url);
+      const writes = 200;
+      await Promise.all(
+        Array.from(
+          { length: writes },
+          (_, i) =>
+            new Promise<void>((done, fail) => {
+              const req = httpsRequest(
+                {
+                  host: url.hostname,
+                  port: url.port,
+                  method: 'POST',
+                  path: '/api/v1/namespaces/default/configmaps',
+                  ca: info.ca,
+                  headers: { authorization: `Bearer ${info.token}`, 'content-type': 'application/json' },
+                },
+                (res) => {
+                  res.resume();
+                  res.on('end', () =>
+                    res.statusCode === 201 ? done() : fail(new Error(`create ${i}: ${res.statusCode}`)),
+                  );
+                },
+              );
+              req.on('error', fail);
+              req.end(
+                JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `acked-${i}` } }),
+              );
+            }),
+        ),
+      );
+      const exited = new Promise<number | null>((done) =>
+        child.once('exit', (code, signal) => done(signal === 'SIGTERM' ? 143 : code)),
+      );
+      process.kill(child.pid!, 'SIGTERM');
+      expect(await exited).toBe(143);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null && child.pid)
+        process.kill(child.pid, 'SIGKILL');
+    }
+    const reopened = await startApiServer({
+      ...options(),
+      listen: [{ host: '127.0.0.1', port: 0 }],
+      dataDir,
+    });
+    try {
+      const kcReopened = new KubeConfig();
+      kcReopened.loadFromString(
+        kubeconfigYaml({
+          clusterName: 'reopened',
+          server: reopened.url,
+          caCertPem: reopened.caCertPem,
+          token: reopened.adminToken,
+        }),
+      );
+      const list = await kcReopened
+        .makeApiClient(CoreV1Api)
+        .listNamespacedConfigMap({ namespace: 'default', labelSelector: '' });
+      expect(list.items.filter((c) => c.metadata?.name?.startsWith('acked-')).length).toBe(200);
+    } finally {
+      await reopened.close();
+    }
+  });
+
   it('keeps objects, resourceVersions and Service allocations', async () => {
     const before = JSON.parse(await kubectlOk('get', 'svc', '-n', 'weft-demo', '-o', 'json')) as {
       metadata: { resourceVersion: string };
