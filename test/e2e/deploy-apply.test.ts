@@ -455,6 +455,20 @@ describe('the agent started like the DaemonSet starts it', () => {
       ca: cluster.server.caCertPem,
     });
 
+    // The container's privileges: root with only the capabilities the manifest adds (setpriv
+    // drops the rest from the bounding set, so the exec'd agent has no others) and
+    // no_new_privs for allowPrivilegeEscalation: false.
+    const sc = container.securityContext ?? {};
+    expect(sc.capabilities?.drop).toEqual(['ALL']);
+    const confine = sc.privileged
+      ? []
+      : [
+          'setpriv',
+          ...(sc.allowPrivilegeEscalation === false ? ['--no-new-privs'] : []),
+          `--bounding-set=${['-all', ...(sc.capabilities?.add ?? []).map((c) => `+${c.toLowerCase()}`)].join(',')}`,
+          '--',
+        ];
+
     // A private mount namespace where the token and CA sit at the path every pod has them.
     const [node, main] = weftCommand();
     const script = [
@@ -470,7 +484,20 @@ describe('the agent started like the DaemonSet starts it', () => {
     env.KUBERNETES_SERVICE_PORT = proxy.url.port;
     agentProcess = spawn(
       'unshare',
-      ['--mount', '--propagation', 'private', '--', 'sh', '-ec', script, saDir, node, main, ...args],
+      [
+        '--mount',
+        '--propagation',
+        'private',
+        '--',
+        'sh',
+        '-ec',
+        script,
+        saDir,
+        ...confine,
+        node,
+        main,
+        ...args,
+      ],
       {
         env,
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -496,6 +523,23 @@ describe('the agent started like the DaemonSet starts it', () => {
     expect(agentExit, `the agent exited early:\n${agentOutput.slice(-4000)}`).toBeUndefined();
     expect(ready, `/readyz never answered 200:\n${agentOutput.slice(-4000)}`).toBe(200);
     expect(await httpStatus(`http://127.0.0.1:${metricsPort}/healthz`)).toBe(200);
+    // It really ran with those capabilities only.
+    const capEff = BigInt(
+      `0x${/CapEff:\s*([0-9a-f]+)/.exec(readFileSync(`/proc/${agentProcess.pid}/status`, 'utf8'))![1]}`,
+    );
+    const capBits: Record<string, bigint> = {
+      NET_ADMIN: 12n,
+      SYS_ADMIN: 21n,
+      SYS_RESOURCE: 24n,
+      PERFMON: 38n,
+      BPF: 39n,
+    };
+    let allowed = 0n;
+    for (const c of sc.capabilities?.add ?? []) {
+      expect(capBits[c], `capability ${c} known to this test`).toBeDefined();
+      allowed |= 1n << capBits[c]!;
+    }
+    if (!sc.privileged) expect(capEff & ~allowed, `CapEff ${capEff.toString(16)}`).toBe(0n);
     expect(
       proxy.requests.length,
       'the agent talked to the API server through KUBERNETES_SERVICE_HOST',

@@ -264,13 +264,13 @@ describe('deploy/weft-agent.yaml', () => {
     );
   });
 
-  it('runs the agent with the BPF capabilities instead of privileged', () => {
+  it('runs the agent with four BPF capabilities instead of privileged, and without SYS_ADMIN', () => {
     const sc = agent.securityContext!;
     expect(sc.privileged).toBe(false);
     expect(sc.allowPrivilegeEscalation).toBe(false);
     expect(sc.capabilities?.drop).toEqual(['ALL']);
     expect([...(sc.capabilities?.add ?? [])].sort()).toEqual(
-      ['BPF', 'NET_ADMIN', 'PERFMON', 'SYS_ADMIN', 'SYS_RESOURCE'].sort(),
+      ['BPF', 'NET_ADMIN', 'PERFMON', 'SYS_RESOURCE'].sort(),
     );
     expect(sc.runAsNonRoot).not.toBe(true);
   });
