@@ -27,6 +27,7 @@ import {
   type TerminatedState,
   willRestart,
 } from './pod-status.js';
+import { podAdmissionError } from './pod-admission.js';
 import { ProbeWorker } from './probe-worker.js';
 
 /**
@@ -191,6 +192,13 @@ export class PodWorker {
     if (this.finished) return;
     if (this.objectGone || this.pod.metadata?.deletionTimestamp != null) {
       await this.terminate();
+      return;
+    }
+    const rejection = podAdmissionError(this.pod);
+    if (rejection) {
+      if (!this.failure) this.log.warn({ reason: rejection }, 'pod rejected');
+      this.failure = { reason: 'UnexpectedAdmissionError', message: `Pod was rejected: ${rejection}` };
+      await this.report();
       return;
     }
     if (!this.record || !this.sandboxReady) {
