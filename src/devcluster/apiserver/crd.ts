@@ -143,13 +143,20 @@ export function crdStatus(crd: JsonObject, previous: JsonObject | undefined): Js
   const stored = Array.isArray(prevStatus.storedVersions) ? [...(prevStatus.storedVersions as string[])] : [];
   if (!stored.includes(storageVersion)) stored.push(storageVersion);
   const now = nowRfc3339();
-  const condition = (type: string, reason: string, message: string) => ({
-    type,
-    status: 'True',
-    lastTransitionTime: now,
-    reason,
-    message,
-  });
+  const previousConditions = Array.isArray(prevStatus.conditions)
+    ? (prevStatus.conditions as JsonObject[])
+    : [];
+  // A condition that stays True keeps its lastTransitionTime, so an unchanged CRD stays unchanged.
+  const condition = (type: string, reason: string, message: string) => {
+    const before = previousConditions.find((c) => isObject(c) && c.type === type && c.status === 'True');
+    return {
+      type,
+      status: 'True',
+      lastTransitionTime: (before?.lastTransitionTime as string | undefined) ?? now,
+      reason,
+      message,
+    };
+  };
   return {
     acceptedNames: spec.names as JsonObject,
     conditions: [

@@ -45,6 +45,20 @@ export interface ApiServer {
 }
 
 const log = subsysLogger('apiserver');
+
+/**
+ * A SIGTERM must leave every open journal complete: one process-wide handler flushes them all,
+ * then, if nobody else handles SIGTERM (the devcluster daemon may), lets the default action end
+ * the process as it would have without us.
+ */
+const openJournals = new Set<Journal>();
+function flushJournalsOnSigterm(): void {
+  for (const j of openJournals) j.flushSync();
+  if (process.listenerCount('SIGTERM') === 1) {
+    process.removeListener('SIGTERM', flushJournalsOnSigterm);
+    process.kill(process.pid, 'SIGTERM');
+  }
+}
 const bootstrapNamespaces = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
 
 function hostForUrl(host: string): string {
@@ -277,16 +291,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   }
   primaryUrl = urls[0]!;
 
-  // A SIGTERM must leave the journal complete: flush it, then let the default action (or the
-  // daemon's own handler) proceed.
-  const onSigterm = () => {
-    journal.flushSync();
-    if (process.listenerCount('SIGTERM') === 1) {
-      process.removeListener('SIGTERM', onSigterm);
-      process.kill(process.pid, 'SIGTERM');
-    }
-  };
-  process.on('SIGTERM', onSigterm);
+  openJournals.add(journal);
+  if (openJournals.size === 1) process.on('SIGTERM', flushJournalsOnSigterm);
   log.info({ urls, objects: loaded, resourceVersion: store.resourceVersion }, 'API server listening');
 
   let closed = false;
@@ -299,7 +305,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     async close() {
       if (closed) return;
       closed = true;
-      process.removeListener('SIGTERM', onSigterm);
+      openJournals.delete(journal);
+      if (openJournals.size === 0) process.removeListener('SIGTERM', flushJournalsOnSigterm);
       for (const u of unsubscribers) u();
       core.close();
       await Promise.all(
