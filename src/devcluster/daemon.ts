@@ -5,13 +5,19 @@ import { WeftError } from '../shared/errors.js';
 import { subsysLogger } from '../shared/log.js';
 import { weftCommand } from '../shared/self.js';
 import { type ApiServer, kubeconfigYaml, startApiServer } from './apiserver/index.js';
-import { type ClusterRecord, readClusterRecord, recordPaths, writeDaemonRecord } from './cluster-record.js';
+import {
+  type ClusterRecord,
+  readClusterRecord,
+  readDaemonRecord,
+  recordPaths,
+  writeDaemonRecord,
+} from './cluster-record.js';
 import { startEndpointSliceController } from './controllers/endpointslice.js';
 import { addressAt, formatIPv4, parseCidr } from './ipv4.js';
 import { Kubelet } from './kubelet/kubelet.js';
 import { NodeProber } from './kubelet/network-prober.js';
 import { NODE_DAEMONS, NodeDaemonSupervisor } from './node-daemons.js';
-import { type ProcessRecord, recordProcess } from './process-record.js';
+import { isRunning, type ProcessRecord, recordProcess } from './process-record.js';
 import { Scheduler } from './scheduler.js';
 
 const log = subsysLogger('devcluster');
@@ -29,6 +35,14 @@ export async function serveCluster(name: string): Promise<number> {
   const paths = recordPaths(name);
   const self = recordProcess(process.pid, 'daemon');
   if (!self) throw new WeftError('WEFT_ERR_STATE', 'cannot read our own /proc entry');
+  // Two daemons would run every pod twice; a daemon does not adopt another's pods either.
+  const previous = readDaemonRecord(name);
+  if (previous && isRunning({ pid: previous.pid, startTime: previous.startTime, role: 'daemon' })) {
+    throw new WeftError(
+      'WEFT_ERR_DAEMON',
+      `the daemon of cluster "${name}" is already running (pid ${previous.pid})`,
+    );
+  }
 
   process.on('unhandledRejection', (err) => {
     log.error({ err: err instanceof Error ? err.stack : String(err) }, 'unhandled rejection');
