@@ -199,6 +199,11 @@ export class Agent {
     return this.ready;
   }
 
+  /** host:port of the metrics server (with the port resolved when :0 was asked), if enabled. */
+  get metricsAddress(): string | undefined {
+    return this.servers?.metricsAddress;
+  }
+
   /** Resolves when the first full sync is done (tests). */
   async whenReady(timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;

@@ -5,7 +5,7 @@
 // could not see them, which the agent's relist applies. The agent runs in this process; its
 // API is read with the same client `weft` uses, and `weft status` is run once for real.
 // Everything is named weft-kt-agent-<pid> and removed in afterAll.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { existsSync, mkdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -183,18 +183,29 @@ beforeAll(async () => {
 afterAll(async () => {
   // Every step runs, whatever the one before did; failures are reported together at the end.
   const errors: unknown[] = [];
-  const step = async (fn: () => unknown) => {
+  const step = async (name: string, fn: () => unknown) => {
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await fn();
+      await Promise.race([
+        fn(),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`cleanup step "${name}" did not finish in 20 s`)),
+            20_000,
+          );
+        }),
+      ]);
     } catch (err) {
       errors.push(err);
+    } finally {
+      clearTimeout(timer);
     }
   };
-  await step(() => agent?.stop());
-  await step(() => api?.close());
-  await step(() => existsSync(pinRoot) && removeNodePins(pinRoot));
-  await step(() => existsSync(cgroup) && rmdirSync(cgroup));
-  await step(() => rmSync(work, { recursive: true, force: true }));
+  await step('stop the agent', () => agent?.stop());
+  await step('stop the API server', () => api?.close());
+  await step('remove the pins', () => existsSync(pinRoot) && removeNodePins(pinRoot));
+  await step('remove the cgroup', () => existsSync(cgroup) && rmdirSync(cgroup));
+  await step('remove the work dir', () => rmSync(work, { recursive: true, force: true }));
   if (errors.length > 0) throw new AggregateError(errors, 'cleanup failed');
 });
 
@@ -294,13 +305,7 @@ describe('the agent on a Kubernetes API through its informers', () => {
   it('metrics and probes answer on TCP; weft status answers on the socket', async () => {
     const st = await status();
     expect(st.restarts).toBe(0);
-    const metricsUrl = await eventually('metrics address', async () => {
-      // The TCP port is ephemeral (127.0.0.1:0): find it from the agent's own listener.
-      const out = execFileSync('ss', ['-Hltnp'], { encoding: 'utf8' });
-      const line = out.split('\n').find((l) => l.includes(`pid=${process.pid},`) && l.includes('127.0.0.1:'));
-      const port = line && /127\.0\.0\.1:(\d+)/.exec(line)?.[1];
-      return port && Number(port) !== apiPort ? `http://127.0.0.1:${port}` : undefined;
-    });
+    const metricsUrl = `http://${agent!.metricsAddress}`;
     const metrics = await (await fetch(`${metricsUrl}/metrics`)).text();
     expect(metrics).toMatch(/^weft_k8s_reconnects_total\{scope="Service"\} [1-9]/m);
     expect(metrics).toMatch(/^weft_services 3$/m);

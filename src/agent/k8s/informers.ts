@@ -77,6 +77,12 @@ type WatchPhase = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR' | stri
  */
 class AgentWatch extends Watch {
   relistNext = false;
+  /**
+   * Set by stop(): ListWatch goes on from a list that was in flight when it was stopped and
+   * opens a watch afterwards, which would then stay open for good. No watch starts once
+   * stopped, and one that was starting is aborted.
+   */
+  stopped = false;
   /** A watch request is about to go out: whatever the list before it held is in the cache. */
   onWatchStart?: () => void;
   /** The watch request got through. */
@@ -96,6 +102,7 @@ class AgentWatch extends Watch {
     callback: (phase: WatchPhase, apiObj: unknown, watchObj?: unknown) => void,
     done: (err: unknown) => void,
   ): Promise<AbortController> {
+    if (this.stopped) return new AbortController();
     if (this.relistNext) {
       this.relistNext = false;
       done(Object.assign(new Error('relisting after an error'), { statusCode: 410 }));
@@ -124,7 +131,8 @@ class AgentWatch extends Watch {
       if (err) failed = true;
       done(err);
     });
-    if (!failed) this.onConnected?.();
+    if (this.stopped) controller.abort();
+    else if (!failed) this.onConnected?.();
     return controller;
   }
 }
@@ -216,11 +224,13 @@ export class ResourceInformer {
 
   start(): void {
     this.stopped = false;
+    this.watch.stopped = false;
     void this.lw.start().catch((err: unknown) => this.failed(err));
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.watch.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     await this.lw.stop();
