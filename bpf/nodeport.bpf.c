@@ -246,8 +246,13 @@ static __always_inline int np_redirect_fib(struct __sk_buff *ctx, const struct n
 		return bpf_redirect(fib.ifindex, 0);
 	}
 	if (ret == BPF_FIB_LKUP_RET_NO_NEIGH) {
-		struct bpf_redir_neigh nh = { .nh_family = AF_INET, .ipv4_nh = fib.ipv4_dst };
+		struct bpf_redir_neigh nh;
 
+		/* A designated initializer leaves the rest of the v6 union unwritten, which the
+		 * strict verifier (no CAP_PERFMON) rejects as an uninitialised stack read. */
+		__builtin_memset(&nh, 0, sizeof(nh));
+		nh.nh_family = AF_INET;
+		nh.ipv4_nh = fib.ipv4_dst;
 		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
 	}
 	np_count(NP_STAT_FIB_FAIL);
@@ -682,8 +687,11 @@ static __always_inline int np_new_flow(struct __sk_buff *ctx, const struct np_co
 	const struct lb_service *slot;
 	__u32 backend_id = 0;
 	__u64 now64 = now;
+	/* Read the flag once: the agent may rewrite the master between two reads, and the
+	 * update below must not use an affinity key the lookup above never built. */
+	bool affinity_on = master->flags & LB_SVC_F_AFFINITY;
 
-	if (master->flags & LB_SVC_F_AFFINITY) {
+	if (affinity_on) {
 		np_affinity_key(&affinity, pkt->tuple.saddr, master->rev_nat_index);
 		backend = np_affinity_backend(master, &affinity, now64, &backend_id);
 		if (backend)
@@ -699,7 +707,7 @@ static __always_inline int np_new_flow(struct __sk_buff *ctx, const struct np_co
 		if (!backend)
 			goto inconsistent;
 	}
-	if (master->flags & LB_SVC_F_AFFINITY) {
+	if (affinity_on) {
 		struct lb_affinity seen = { .last_used = now64, .backend_id = backend_id };
 
 		bpf_map_update_elem(&weft_lb_affinity, &affinity, &seen, BPF_ANY);

@@ -208,6 +208,7 @@ static __always_inline enum sock_lb_verdict sock4_forward(struct bpf_sock_addr *
 	const struct lb4_backend *backend = NULL;
 	const struct lb_service *master, *slot;
 	struct lb_affinity_key affinity;
+	bool affinity_on;
 	bool missing_int = false;
 	__u32 backend_id = 0;
 	__u64 now = 0;
@@ -218,7 +219,10 @@ static __always_inline enum sock_lb_verdict sock4_forward(struct bpf_sock_addr *
 	if (master->count == 0)
 		return sock_lb_refused(SOCK_LB_STAT_REFUSED_NO_BACKEND);
 
-	if (master->flags & LB_SVC_F_AFFINITY) {
+	/* Read the flag once: the agent may rewrite the master between two reads, and the
+	 * second branch must not use an affinity key the first one never built. */
+	affinity_on = master->flags & LB_SVC_F_AFFINITY;
+	if (affinity_on) {
 		now = monotonic_seconds();
 		sock_affinity_key(&affinity, ctx, master->rev_nat_index);
 		backend_id = sock_affinity_backend(master, &affinity, now);
@@ -238,7 +242,7 @@ static __always_inline enum sock_lb_verdict sock4_forward(struct bpf_sock_addr *
 		if (!backend)
 			return sock_lb_refused(SOCK_LB_STAT_REFUSED_INCONSISTENT);
 	}
-	if (master->flags & LB_SVC_F_AFFINITY)
+	if (affinity_on)
 		sock_affinity_remember(&affinity, backend_id, now);
 
 	sock4_remember_frontend(ctx, backend, daddr, dport, master->rev_nat_index);
@@ -373,6 +377,7 @@ static __always_inline enum sock_lb_verdict sock6_forward(struct bpf_sock_addr *
 	const struct lb6_backend *backend = NULL;
 	const struct lb_service *master, *slot;
 	struct lb_affinity_key affinity;
+	bool affinity_on;
 	bool missing_int = false;
 	__u32 backend_id = 0;
 	__u64 now = 0;
@@ -383,7 +388,10 @@ static __always_inline enum sock_lb_verdict sock6_forward(struct bpf_sock_addr *
 	if (master->count == 0)
 		return sock_lb_refused(SOCK_LB_STAT_REFUSED_NO_BACKEND);
 
-	if (master->flags & LB_SVC_F_AFFINITY) {
+	/* Read the flag once: the agent may rewrite the master between two reads, and the
+	 * second branch must not use an affinity key the first one never built. */
+	affinity_on = master->flags & LB_SVC_F_AFFINITY;
+	if (affinity_on) {
 		now = monotonic_seconds();
 		sock_affinity_key(&affinity, ctx, master->rev_nat_index);
 		backend_id = sock_affinity_backend(master, &affinity, now);
@@ -403,7 +411,7 @@ static __always_inline enum sock_lb_verdict sock6_forward(struct bpf_sock_addr *
 		if (!backend)
 			return sock_lb_refused(SOCK_LB_STAT_REFUSED_INCONSISTENT);
 	}
-	if (master->flags & LB_SVC_F_AFFINITY)
+	if (affinity_on)
 		sock_affinity_remember(&affinity, backend_id, now);
 
 	sock6_remember_frontend(ctx, backend, daddr, dport, master->rev_nat_index);
