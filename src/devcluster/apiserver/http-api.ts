@@ -14,6 +14,7 @@ import {
   serverVersion,
 } from './discovery.js';
 import type { JsonObject, JsonValue } from './json-value.js';
+import { jsonOf } from './object-store.js';
 import type { OpenApiDocuments } from './openapi.js';
 import { decodeProtobufObject } from './protobuf-body.js';
 import type { RequestContext } from './request-context.js';
@@ -402,6 +403,14 @@ export function registerHttpApi(app: FastifyInstance, o: HttpApiOptions): void {
               metadata: i.metadata ?? {},
             })),
           });
+        }
+        if (format.kind === 'json') {
+          // Stored objects keep their JSON: a list is those strings joined, not a new serialization.
+          const head = `{"kind":${JSON.stringify(r.type.listKind)},"apiVersion":${JSON.stringify(apiVersionOf(r.type, r.version))},"metadata":${JSON.stringify(list.metadata)},"items":[`;
+          return reply
+            .code(200)
+            .header('content-type', 'application/json')
+            .send(`${head}${list.items.map(jsonOf).join(',')}]}`);
         }
         const listObject = {
           kind: r.type.listKind,

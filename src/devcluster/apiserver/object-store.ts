@@ -31,6 +31,18 @@ export function objectKey(namespace: string | undefined, name: string): string {
   return namespace ? `${namespace}/${name}` : name;
 }
 
+/** JSON of stored objects, which never change once stored: serialized once, reused by lists. */
+const serialized = new WeakMap<JsonObject, string>();
+
+export function jsonOf(o: JsonObject): string {
+  let text = serialized.get(o);
+  if (text === undefined) {
+    text = JSON.stringify(o);
+    serialized.set(o, text);
+  }
+  return text;
+}
+
 export class ObjectStore {
   private readonly collections = new Map<string, Map<string, JsonObject>>();
   private readonly sortedKeys = new Map<string, string[]>();
@@ -153,7 +165,7 @@ export class ObjectStore {
     previous: JsonObject | undefined,
     rv: number,
   ): void {
-    const objectJson = JSON.stringify(object);
+    const objectJson = jsonOf(object);
     const slash = key.indexOf('/');
     const event: StoreEvent = {
       rv,
