@@ -484,7 +484,9 @@ export class PodWorker {
         {
           name: this.pod.metadata?.name ?? '',
           namespace: this.pod.metadata?.namespace ?? 'default',
-          body: { status },
+          // The UID makes the patch conditional, as the kubelet's status manager sends it: a
+          // pod re-created under the same name is not given our status (where the server checks).
+          body: { metadata: { uid: this.uid }, status },
         },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       );
