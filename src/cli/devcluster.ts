@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { validateClusterName } from '../devcluster/naming.js';
 import { WeftError } from '../shared/errors.js';
 import { formatTable, parseOutputFormat, printJson } from './output.js';
 
@@ -104,8 +105,9 @@ export async function run(args: string[]): Promise<number> {
   }
 }
 
+/** --name, else $WEFT_DEVCLUSTER_NAME, else "dev"; validated, since it names host paths. */
 function nameFlag(value: string | undefined): string {
-  return value ?? process.env.WEFT_DEVCLUSTER_NAME ?? DEFAULT_NAME;
+  return validateClusterName(value ?? process.env.WEFT_DEVCLUSTER_NAME ?? DEFAULT_NAME);
 }
 
 async function up(args: string[]): Promise<number> {
@@ -130,8 +132,7 @@ async function up(args: string[]): Promise<number> {
     );
   }
   const { createCluster } = await import('../devcluster/up.js');
-  const { validateClusterName } = await import('../devcluster/naming.js');
-  const name = validateClusterName(nameFlag(values.name));
+  const name = nameFlag(values.name);
   const rec = await createCluster(
     {
       name,
@@ -159,8 +160,7 @@ async function down(args: string[]): Promise<number> {
   });
   rejectPositionals('down', positionals);
   const { teardownCluster } = await import('../devcluster/teardown.js');
-  const { validateClusterName } = await import('../devcluster/naming.js');
-  const name = validateClusterName(nameFlag(values.name));
+  const name = nameFlag(values.name);
   requireRoot();
   let announced = false;
   const report = await teardownCluster(name, {

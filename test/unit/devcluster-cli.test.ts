@@ -24,6 +24,8 @@ describe('weft devcluster flags', () => {
     [['up', '--name', 'Bad_Name'], /invalid cluster name "Bad_Name"/],
     [['up', 'extra'], /unexpected argument "extra" for "weft devcluster up"/],
     [['down', '--name', '../etc'], /invalid cluster name/],
+    [['status', '--name', '../../etc'], /invalid cluster name/],
+    [['exec', '--name', 'a/b', 'default/web', '--', 'true'], /invalid cluster name/],
     [['exec', 'default/web'], /you must specify the command after --/],
     [['exec', 'a', 'b', '--', 'true'], /expected exactly one pod/],
     [['exec', 'a/b/c', '--', 'true'], /invalid pod "a\/b\/c"/],
