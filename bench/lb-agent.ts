@@ -34,7 +34,7 @@ import {
   kubeProxyServices,
   targetOf,
 } from './lb-services.js';
-import { type BenchEnv, plan, runIn, type Teardown } from './lb-topology.js';
+import { type BenchEnv, cgroupCpuUsec, machineBusyUsec, plan, runIn, type Teardown } from './lb-topology.js';
 import { median, percentile } from './report.js';
 
 export interface AgentOptions {
@@ -76,6 +76,8 @@ export interface AgentResult {
     maxMs: number;
     /** The API server's answer to the write, for scale: the rest is watch → sync → map write. */
     apiWriteP50Ms: number;
+    /** Cores' worth of CPU that work outside this benchmark took during the change run (of 2). */
+    otherCores: number;
     kinds: Record<string, number>;
   };
   rss: {
@@ -89,6 +91,12 @@ export interface AgentResult {
   };
   /** Connections through the agent-programmed maps really reach the three backends. */
   datapathCheck: { connections: number; backends: Record<string, number> };
+}
+
+/** This process's CPU time (the poller), µs. */
+function cpuUsageUsec(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -273,6 +281,8 @@ function startAgent(
 ): RunningAgent {
   const [cmd, argv] = inCgroup(args.agentCgroup, [
     process.execPath,
+    // For profiling the agent under this load, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+    ...(process.env.WEFT_BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean),
     weftMain,
     'agent',
     '--node-name',
@@ -515,6 +525,9 @@ export async function runAgent(
   const kinds: Record<string, number> = {};
   let timedOut = 0;
   const others = services.filter((s) => s !== target);
+  const busyBefore = machineBusyUsec();
+  const oursBefore = cgroupCpuUsec(controlCgroup) + cpuUsageUsec();
+  const changesStart = performance.now();
   for (let i = 0; i < opts.changes; i++) {
     const s = others[Math.floor(Math.random() * others.length)]!;
     const eps = slices.get(s.name)!.map((e) => ({ ...e }));
@@ -562,9 +575,12 @@ export async function runAgent(
     // A pause, so every change is measured on its own rather than batched with the next.
     await sleep(10 + Math.random() * 40);
   }
+  const ours = cgroupCpuUsec(controlCgroup) + cpuUsageUsec() - oursBefore;
+  const otherCores =
+    Math.max(0, machineBusyUsec() - busyBefore - ours) / ((performance.now() - changesStart) * 1000);
   const afterChanges = rssMiB(agent.pid);
   log(
-    `lb:   ${opts.changes} EndpointSlice changes: p50 ${median(latencies).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms; RSS ${afterChanges.rss.toFixed(0)} MiB`,
+    `lb:   ${opts.changes} EndpointSlice changes: p50 ${median(latencies).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms (others ${otherCores.toFixed(1)} cores); RSS ${afterChanges.rss.toFixed(0)} MiB`,
   );
   await stopChild(agent.child);
 
@@ -592,6 +608,7 @@ export async function runAgent(
       p99Ms: percentile(latencies, 99),
       maxMs: Math.max(...latencies),
       apiWriteP50Ms: median(apiWrites),
+      otherCores,
       kinds,
     },
     rss: {

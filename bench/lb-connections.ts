@@ -11,14 +11,16 @@ import { kubeProxyJumpsRestore, kubeProxyRestore, serviceChain } from './lb-kube
 import { benchServices, kubeProxyServices, targetOf, weftState } from './lb-services.js';
 import {
   type BenchEnv,
+  cgroupCpuUsec,
   conntrackStats,
+  machineBusyUsec,
   inNetns,
   plan,
   runIn,
   type Teardown,
   type Topology,
 } from './lb-topology.js';
-import { fmt, median } from './report.js';
+import { fmt, median, percentile } from './report.js';
 
 export type CaseName = 'direct' | 'weft' | 'iptables';
 export const CASES: readonly CaseName[] = ['direct', 'weft', 'iptables'];
@@ -38,6 +40,8 @@ export interface ConnectionOptions {
 /** One lb-load run, as it prints it. */
 export interface LoadResult {
   connections: number;
+  /** Warm-up included. */
+  allConnections: number;
   seconds: number;
   rate: number;
   concurrency: number;
@@ -46,6 +50,10 @@ export interface LoadResult {
   errors: Record<string, number>;
   backends: Record<string, number>;
   cpu: { userSeconds: number; sysSeconds: number; wallSeconds: number };
+  /** Added here: CPU time of the client pod's and the backends' cgroups per connection, µs. */
+  cgroupCpuUsPerConnection?: number;
+  /** Added here: cores' worth of CPU that other work on the machine used during the run. */
+  otherCores?: number;
 }
 
 export interface CaseSummary {
@@ -53,9 +61,20 @@ export interface CaseSummary {
   rate: number;
   p50Us: number;
   p99Us: number;
+  /**
+   * CPU time of our own processes per connection (client pod + backend cgroups, cpu.stat
+   * usage_usec): the generator, both TCP stacks, the veth hops and netfilter in the node, which
+   * run in softirq on the sending task. Unlike the rate, it hardly moves when other work on the
+   * machine takes CPU away.
+   */
+  cpuUsPerConnection: number;
+  /** Median cores' worth of CPU other work on the machine took during these runs (of 2). */
+  otherCores: number;
   runs: Array<{
     round: number;
     rate: number;
+    cpuUsPerConnection: number;
+    otherCores: number;
     p50Us: number;
     p99Us: number;
     errors: number;
@@ -73,6 +92,13 @@ export interface CountResult {
   cases: Record<CaseName, CaseSummary>;
   /** Medians of the per-round ratios (each round measures all three cases back to back). */
   ratios: { weftOverDirect: number; iptablesOverDirect: number; weftOverIptables: number };
+  /**
+   * The same ratios from CPU per connection (direct's cost over the case's): the rate each path
+   * would reach with the machine to itself, since every run is CPU-bound.
+   */
+  cpuRatios: { weftOverDirect: number; iptablesOverDirect: number; weftOverIptables: number };
+  /** The middle half of the per-round ratios (25th-75th percentile): how much the rounds agree. */
+  ratioIqr: { weftOverDirect: [number, number]; iptablesOverDirect: [number, number] };
   latencyRatios: { weftP99OverDirect: number; iptablesP99OverDirect: number };
   conntrack: { drop: number; insertFailed: number; earlyDrop: number };
   socketLbTranslated: number;
@@ -175,8 +201,12 @@ export async function runConnections(
   const { t, loadBin, restore } = env;
   const sock = loadSocketLb(t, teardown);
 
-  const load = (client: CaseName, targets: string[], threads = opts.threads) =>
-    runIn(
+  const load = async (client: CaseName, targets: string[], threads = opts.threads) => {
+    const cgroups = [t.clients[client].cgroup, t.backendCgroup];
+    const before = cgroups.map(cgroupCpuUsec);
+    const busyBefore = machineBusyUsec();
+    const t0 = performance.now();
+    const r = await runIn(
       t.clients[client].cgroup,
       t.clients[client].ns,
       [
@@ -193,6 +223,11 @@ export async function runConnections(
       ],
       (opts.seconds + opts.warmupSeconds) * 1000 + 30_000,
     ).then(parseLoad);
+    const used = cgroups.reduce((sum, cg, i) => sum + cgroupCpuUsec(cg) - before[i]!, 0);
+    r.cgroupCpuUsPerConnection = used / Math.max(1, r.allConnections);
+    r.otherCores = Math.max(0, machineBusyUsec() - busyBefore - used) / ((performance.now() - t0) * 1000);
+    return r;
+  };
   const podTargets = plan.backendIPs.map((ip) => `${ip}:${plan.backendPort}`);
 
   let jumps = false;
@@ -304,7 +339,7 @@ export async function runConnections(
         checkBalanced(`${c} at ${count} Services`, r);
         runs[c].push({ round, r });
         log(
-          `lb:   ${String(count).padStart(5)} svc  round ${round + 1}  ${c.padEnd(8)} ${r.rate.toFixed(0).padStart(6)} conn/s  p50 ${r.latencyUs.p50.toFixed(0)} µs  p99 ${r.latencyUs.p99.toFixed(0)} µs${errorsOf(r) ? `  errors ${errorsOf(r)}` : ''}`,
+          `lb:   ${String(count).padStart(5)} svc  round ${round + 1}  ${c.padEnd(8)} ${r.rate.toFixed(0).padStart(6)} conn/s  ${r.cgroupCpuUsPerConnection!.toFixed(0)} µs CPU/conn  (others ${r.otherCores!.toFixed(1)} cores)  p50 ${r.latencyUs.p50.toFixed(0)} µs  p99 ${r.latencyUs.p99.toFixed(0)} µs${errorsOf(r) ? `  errors ${errorsOf(r)}` : ''}`,
         );
       }
     }
@@ -314,17 +349,26 @@ export async function runConnections(
       rate: median(runs[c].map((x) => x.r.rate)),
       p50Us: median(runs[c].map((x) => x.r.latencyUs.p50)),
       p99Us: median(runs[c].map((x) => x.r.latencyUs.p99)),
+      cpuUsPerConnection: median(runs[c].map((x) => x.r.cgroupCpuUsPerConnection!)),
+      otherCores: median(runs[c].map((x) => x.r.otherCores!)),
       runs: runs[c].map(({ round, r }) => ({
         round,
         rate: r.rate,
+        cpuUsPerConnection: r.cgroupCpuUsPerConnection!,
+        otherCores: r.otherCores!,
         p50Us: r.latencyUs.p50,
         p99Us: r.latencyUs.p99,
         errors: errorsOf(r),
         backends: r.backends,
       })),
     });
-    const paired = (a: CaseName, b: CaseName, f: (r: LoadResult) => number) =>
-      median(runs[a].map((x, i) => f(x.r) / f(runs[b][i]!.r)));
+    const perRound = (a: CaseName, b: CaseName, f: (r: LoadResult) => number) =>
+      runs[a].map((x, i) => f(x.r) / f(runs[b][i]!.r));
+    const paired = (a: CaseName, b: CaseName, f: (r: LoadResult) => number) => median(perRound(a, b, f));
+    const iqr = (a: CaseName, b: CaseName): [number, number] => {
+      const xs = perRound(a, b, (r) => r.rate);
+      return [percentile(xs, 25), percentile(xs, 75)];
+    };
     perCount.push({
       services: count,
       endpoints: count * 3,
@@ -337,6 +381,12 @@ export async function runConnections(
         iptablesOverDirect: paired('iptables', 'direct', (r) => r.rate),
         weftOverIptables: paired('weft', 'iptables', (r) => r.rate),
       },
+      cpuRatios: {
+        weftOverDirect: paired('direct', 'weft', (r) => r.cgroupCpuUsPerConnection!),
+        iptablesOverDirect: paired('direct', 'iptables', (r) => r.cgroupCpuUsPerConnection!),
+        weftOverIptables: paired('iptables', 'weft', (r) => r.cgroupCpuUsPerConnection!),
+      },
+      ratioIqr: { weftOverDirect: iqr('weft', 'direct'), iptablesOverDirect: iqr('iptables', 'direct') },
       latencyRatios: {
         weftP99OverDirect: paired('weft', 'direct', (r) => r.latencyUs.p99),
         iptablesP99OverDirect: paired('iptables', 'direct', (r) => r.latencyUs.p99),

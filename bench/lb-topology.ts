@@ -259,6 +259,21 @@ export function shortenConntrackTimeouts(nodeNs: string): void {
   ]);
 }
 
+/** usage_usec of a cgroup2 directory: CPU time of everything in it (precise, not sampled). */
+export function cgroupCpuUsec(dir: string): number {
+  const m = /^usage_usec (\d+)$/m.exec(readFileSync(join(dir, 'cpu.stat'), 'utf8'));
+  if (!m) throw new Error(`${dir}/cpu.stat has no usage_usec`);
+  return Number(m[1]);
+}
+
+/** Busy CPU time of the whole machine so far, µs (/proc/stat: all but idle and iowait). */
+export function machineBusyUsec(): number {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+  // USER_HZ is 100 on every Linux architecture weft runs on.
+  return (user + nice + system + irq + softirq + steal) * 10_000;
+}
+
 /** Conntrack's per-CPU counters in a namespace (drops, failed inserts): should stay 0. */
 export function conntrackStats(ns: string): Record<string, number> {
   const text = inNetns(ns, 'cat', ['/proc/net/stat/nf_conntrack']).trim().split('\n');
