@@ -179,6 +179,24 @@ describe('a 2-node devcluster', () => {
     expect(back).toMatchObject({ code: 0, stdout: 'net-a' });
   });
 
+  it('answers HTTP between two pods of the same node, through the node', async () => {
+    await core.createNamespacedPod({
+      namespace: 'default',
+      body: netexecPod('net-c', `${cluster}-control-plane`),
+    });
+    const c = await readyPod('net-c');
+    const r = await execIn('default/net-a', [
+      'curl',
+      '-sS',
+      '--max-time',
+      '5',
+      `http://${c.status?.podIP}:8080/clientip`,
+    ]);
+    expect(r.code).toBe(0);
+    // The server sees the client's own pod IP: no NAT between pods.
+    expect(r.stdout.split(':')[0]).toBe(pods.a?.status?.podIP);
+  });
+
   it('exchanges UDP datagrams pod to pod across nodes', async () => {
     const script = `const s=require('dgram').createSocket('udp4');s.on('message',m=>{process.stdout.write(String(m));process.exit(0)});s.send('hostname',8081,'${pods.b?.status?.podIP}');setTimeout(()=>process.exit(3),5000)`;
     const r = await execIn('default/net-a', [process.execPath, '-e', script]);
