@@ -409,6 +409,27 @@ describe('deletion', () => {
     expect(store.get('/pods', 'demo/bound')).toBeUndefined();
   });
 
+  it('pods/binding assigns a node once, as the scheduler does', () => {
+    core.create(ctx('', 'v1', 'pods', { ns: 'demo' }), podBody('to-bind'));
+    const c = ctx('', 'v1', 'pods', { ns: 'demo', name: 'to-bind', sub: 'binding' });
+    const status = core.bind(c, {
+      apiVersion: 'v1',
+      kind: 'Binding',
+      metadata: { name: 'to-bind' },
+      target: { kind: 'Node', name: 'node-1' },
+    });
+    expect(status).toMatchObject({ kind: 'Status', status: 'Success' });
+    const pod = store.get('/pods', 'demo/to-bind')!;
+    expect((pod.spec as JsonObject).nodeName).toBe('node-1');
+    expect((pod.status as JsonObject).conditions).toContainEqual(
+      expect.objectContaining({ type: 'PodScheduled', status: 'True' }),
+    );
+    const again = apiError(() => core.bind(c, { target: { kind: 'Node', name: 'node-2' } }));
+    expect(again.code).toBe(409);
+    expect(again.message).toContain('is already assigned to node "node-1"');
+    expect(apiError(() => core.bind(c, { target: {} })).code).toBe(422);
+  });
+
   it('finalizers hold an object until they are cleared', () => {
     const c = ctx('', 'v1', 'configmaps', { ns: 'demo', name: 'held' });
     core.create(
