@@ -177,6 +177,15 @@ describe('a 2-node devcluster', () => {
       `http://${pods.a?.status?.podIP}:8080/hostname`,
     ]);
     expect(back).toMatchObject({ code: 0, stdout: 'net-a' });
+    // Between nodes too, the server sees the client pod's own IP (policy depends on it).
+    const seen = await execIn('default/net-a', [
+      'curl',
+      '-sS',
+      '--max-time',
+      '5',
+      `http://${pods.b?.status?.podIP}:8080/clientip`,
+    ]);
+    expect(seen.stdout.split(':')[0]).toBe(pods.a?.status?.podIP);
   });
 
   it('answers HTTP between two pods of the same node, through the node', async () => {
