@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -96,6 +96,9 @@ export async function ensureCertificates(dataDir: string, hosts: string[]): Prom
     );
     writeFileSync(sansFile, sans);
   }
+  // Private keys are for this server only, whatever the umask was when openssl wrote them.
+  chmodSync(caKey, 0o600);
+  chmodSync(key, 0o600);
   return {
     caCertPem: readFileSync(caCrt, 'utf8'),
     certPem: readFileSync(crt, 'utf8'),
