@@ -3,7 +3,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../shared/log.js';
 import type { NodeRecord } from './cluster-record.js';
-import { type ProcessRecord, recordProcess, signalRecorded } from './process-record.js';
+import { type ProcessRecord, recordChild, signalRecorded } from './process-record.js';
 import { netnsPath, sandboxArgv } from './sandbox-exec.js';
 
 /**
@@ -64,7 +64,7 @@ export class NodeDaemonSupervisor {
         stdio: ['ignore', fd, fd],
         env: { ...process.env, KUBECONFIG: this.opts.internalKubeconfig, NODE_NAME: node.name },
       });
-      const rec = child.pid === undefined ? undefined : recordProcess(child.pid, `${spec.name} ${node.name}`);
+      const rec = child.pid === undefined ? undefined : recordChild(child.pid, `${spec.name} ${node.name}`);
       if (rec) {
         this.running.set(key, rec);
         this.opts.onProcessesChanged([...this.running.values()]);

@@ -14,13 +14,16 @@ export interface ProcessRecord {
 
 /** Start time of a live process, or undefined when the PID does not exist (or is a zombie). */
 export function processStartTime(pid: number): string | undefined {
-  let stat: string;
+  const stat = readStat(pid);
+  return stat && stat.state !== 'Z' && stat.state !== 'X' ? stat.startTime : undefined;
+}
+
+function readStat(pid: number): { state: string; startTime: string } | undefined {
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return undefined;
   }
-  return parseStat(stat)?.startTime;
 }
 
 /** Parses /proc/<pid>/stat; the command name may hold spaces and parentheses. */
@@ -32,13 +35,23 @@ export function parseStat(stat: string): { state: string; startTime: string } | 
   const state = fields[0];
   const startTime = fields[19];
   if (state === undefined || startTime === undefined) return undefined;
-  if (state === 'Z' || state === 'X') return undefined;
   return { state, startTime };
 }
 
+/** A record of a live process (ourselves, typically). */
 export function recordProcess(pid: number, role: string): ProcessRecord | undefined {
   const startTime = processStartTime(pid);
   return startTime === undefined ? undefined : { pid, startTime, role };
+}
+
+/**
+ * A record of a child we just spawned. Its PID stays ours until we reap it, so a child that
+ * has already exited (a zombie: a container that failed at once) still gets a record, and
+ * its exit is reported as the container's, not as a failure to start.
+ */
+export function recordChild(pid: number, role: string): ProcessRecord | undefined {
+  const stat = readStat(pid);
+  return stat === undefined ? undefined : { pid, startTime: stat.startTime, role };
 }
 
 /** True while the recorded process is still the same live process. */

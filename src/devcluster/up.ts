@@ -15,7 +15,7 @@ import {
 import { withHostLock } from './host-lock.js';
 import { parseCidr } from './ipv4.js';
 import { validateClusterName } from './naming.js';
-import { isRunning, type ProcessRecord, recordProcess, sleep } from './process-record.js';
+import { isRunning, type ProcessRecord, recordChild, sleep } from './process-record.js';
 import { teardownCluster } from './teardown.js';
 import {
   clusterRecordFor,
@@ -172,7 +172,7 @@ function startDaemon(rec: ClusterRecord): ProcessRecord {
     );
     const pid = child.pid;
     child.unref();
-    const proc = pid === undefined ? undefined : recordProcess(pid, 'daemon');
+    const proc = pid === undefined ? undefined : recordChild(pid, 'daemon');
     if (!proc) throw new WeftError('WEFT_ERR_DAEMON', `the daemon did not start; see ${paths.daemonLog}`);
     return proc;
   } finally {

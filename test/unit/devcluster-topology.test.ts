@@ -154,6 +154,7 @@ describe('host facts', () => {
   it('reads a process start time even when its name has spaces and parentheses', () => {
     const stat = '4242 (node (my) app) S 1 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10';
     expect(parseStat(stat)).toEqual({ state: 'S', startTime: '987654' });
-    expect(parseStat(stat.replace(') S ', ') Z '))).toBeUndefined();
+    expect(parseStat(stat.replace(') S ', ') Z '))).toEqual({ state: 'Z', startTime: '987654' });
+    expect(parseStat('garbage')).toBeUndefined();
   });
 });

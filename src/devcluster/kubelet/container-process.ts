@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { accessSync, closeSync, constants, mkdirSync, openSync } from 'node:fs';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import { constants as osConstants } from 'node:os';
-import { type ProcessRecord, recordProcess } from '../process-record.js';
+import { type ProcessRecord, recordChild } from '../process-record.js';
 import { netnsPath, sandboxArgv } from '../sandbox-exec.js';
 import { ContainerConfigError } from './container-command.js';
 
@@ -50,7 +50,7 @@ export function startContainerProcess(opts: {
     });
     const startedAt = new Date();
     const pid = child.pid;
-    const record = pid === undefined ? undefined : recordProcess(pid, opts.role);
+    const record = pid === undefined ? undefined : recordChild(pid, opts.role);
     child.on('exit', (code, signal) => {
       const signo = signal ? (osConstants.signals[signal] ?? 0) : undefined;
       opts.onExit({ exitCode: code ?? 128 + (signo ?? 0), signal: signo, finishedAt: new Date() });

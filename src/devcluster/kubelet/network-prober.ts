@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import type { Logger } from '../../shared/log.js';
 import { weftCommand } from '../../shared/self.js';
-import { type ProcessRecord, recordProcess } from '../process-record.js';
+import { type ProcessRecord, recordChild } from '../process-record.js';
 import { netnsPath, sandboxArgv } from '../sandbox-exec.js';
 
 /**
@@ -178,7 +178,7 @@ export class NodeProber {
     const child = spawn(argv[0] ?? 'sh', argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
     this.child = child;
     if (child.pid !== undefined) {
-      const rec = recordProcess(child.pid, `prober ${this.opts.node}`);
+      const rec = recordChild(child.pid, `prober ${this.opts.node}`);
       if (rec) this.opts.onProcess(rec);
     }
     const lines = createInterface({ input: child.stdout! });
