@@ -393,32 +393,43 @@ export function familyOf(address: string): IpFamily {
 }
 
 export function frontendName(f: FrontendAddress): string {
-  return `${familyOf(f.address) === 6 ? `[${f.address}]` : f.address}:${f.port}/${f.protocol}`;
+  return `${knownFamily(f.address) === 6 ? `[${f.address}]` : f.address}:${f.port}/${f.protocol}`;
 }
 
 // ---- validation at the edge ---------------------------------------------------------------
 
-function invalid(what: string, why: string): never {
-  throw new WeftError('WEFT_ERR_LB_INVALID', `${what}: ${why}`);
+function invalid(what: string | (() => string), why: string): never {
+  throw new WeftError('WEFT_ERR_LB_INVALID', `${typeof what === 'function' ? what() : what}: ${why}`);
 }
 
-function checkInteger(what: string, field: string, v: unknown, min: number, max: number): void {
+/**
+ * An IP family for an address already validated or decoded (a colon means IPv6): the hot paths
+ * of a bulk write call this per entry, where familyOf's full parse shows in the profile.
+ */
+function knownFamily(address: string): IpFamily {
+  return address.includes(':') ? 6 : 4;
+}
+
+/** Names the item at fault; built only when something is wrong (validation runs per entry). */
+type What = string | (() => string);
+
+function checkInteger(what: What, field: string, v: unknown, min: number, max: number): void {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
     invalid(what, `${field} ${String(v)} must be an integer from ${min} to ${max}`);
   }
 }
 
-function checkProtocol(what: string, p: unknown): void {
+function checkProtocol(what: What, p: unknown): void {
   if (typeof p !== 'string' || !Object.hasOwn(lbProtocols, p)) {
     invalid(what, `protocol ${String(p)} must be one of ${Object.keys(lbProtocols).join(', ')}`);
   }
 }
 
-function checkAddress(what: string, a: unknown): IpFamily {
-  if (typeof a !== 'string' || !(isIPv4(a) || isIPv6(a)))
-    invalid(what, `address ${String(a)} is not an IP address`);
-  if (isIPv6(a) && /^::ffff:/i.test(a)) invalid(what, `address ${a} is v4-mapped; give the IPv4 address`);
-  return familyOf(a);
+function checkAddress(what: What, a: unknown): IpFamily {
+  if (typeof a === 'string' && isIPv4(a)) return 4;
+  if (typeof a !== 'string' || !isIPv6(a)) invalid(what, `address ${String(a)} is not an IP address`);
+  if (/^::ffff:/i.test(a)) invalid(what, `address ${a} is v4-mapped; give the IPv4 address`);
+  return 6;
 }
 
 const frontendTypes: readonly FrontendType[] = ['ClusterIP', 'NodePort', 'ExternalIP', 'LoadBalancer'];
@@ -426,7 +437,7 @@ const MAX_BACKENDS_PER_FRONTEND = 0xffff;
 
 /** Throws WEFT_ERR_LB_INVALID naming the frontend and the field, before any map is touched. */
 export function validateFrontend(f: LbFrontend): void {
-  const what = `frontend ${f.address}:${f.port}/${f.protocol}`;
+  const what = () => `frontend ${f.address}:${f.port}/${f.protocol}`;
   checkAddress(what, f.address);
   checkInteger(what, 'port', f.port, 1, 0xffff);
   checkProtocol(what, f.protocol);
@@ -453,7 +464,7 @@ export function validateFrontend(f: LbFrontend): void {
 }
 
 export function validateBackend(b: LbBackend): void {
-  const what = `backend ${String(b.id)}`;
+  const what = () => `backend ${String(b.id)}`;
   checkInteger(what, 'id', b.id, 1, 0xffff_ffff);
   checkAddress(what, b.address);
   checkInteger(what, 'port', b.port, 1, 0xffff);
@@ -588,9 +599,11 @@ function sameService(a: LbService | undefined, b: LbService): boolean {
   );
 }
 
-function affinityPairs(f: LbFrontend | undefined): Map<string, LbAffinityMatchKey> {
+const noPairs: ReadonlyMap<string, LbAffinityMatchKey> = new Map();
+
+function affinityPairs(f: LbFrontend | undefined): ReadonlyMap<string, LbAffinityMatchKey> {
+  if (!f || f.affinityTimeoutSeconds === undefined) return noPairs;
   const pairs = new Map<string, LbAffinityMatchKey>();
-  if (!f || f.affinityTimeoutSeconds === undefined) return pairs;
   for (const id of [...f.backends, ...(f.internalBackends ?? [])]) {
     pairs.set(`${id}/${f.revNatIndex}`, { backend_id: id, rev_nat_index: f.revNatIndex });
   }
@@ -909,10 +922,10 @@ export class LbMaps {
 
   /** Every frontend in the maps, both families, sorted by address, port and protocol. */
   frontends(): LbFrontend[] {
-    return [
+    return sortFrontends([
       ...frontendsFromEntries(this.v4.services.entries()),
       ...frontendsFromEntries(this.v6.services.entries()),
-    ].sort(compareFrontends);
+    ]);
   }
 
   /** One frontend as the maps hold it, or undefined. */
@@ -1049,7 +1062,7 @@ export class LbMaps {
   private writeBackends(backends: LbBackend[]): void {
     for (const maps of [this.v4, this.v6]) {
       const entries = backends
-        .filter((b) => familyOf(b.address) === maps.family)
+        .filter((b) => knownFamily(b.address) === maps.family)
         .map((b): [number, Lb4Backend] => [b.id, backendEntry(b)]);
       if (entries.length === 0) continue;
       try {
@@ -1093,7 +1106,7 @@ export class LbMaps {
   /** Applies the plans of many frontends at once, family by family, in the safe order. */
   private execute(changes: FrontendChange[]): void {
     for (const maps of [this.v4, this.v6]) {
-      const mine = changes.filter((c) => familyOf(c.frontend.address) === maps.family);
+      const mine = changes.filter((c) => knownFamily(c.frontend.address) === maps.family);
       if (mine.length === 0) continue;
       const plans = mine.map((c) => c.plan);
       const revNatWrites = plans.flatMap((p) => p.reverseNatWrites);
@@ -1146,7 +1159,9 @@ export class LbMaps {
     changes: FrontendChange[],
     onFull: (uncommitted: Set<number>) => void,
   ): void {
-    const groups: Array<Array<[Lb4Key, LbService, number]>> = [[], [], [], [], [], []];
+    // Entries as written ([key, value], shared with the plans) and, alongside, their change's index.
+    const groups: Array<Array<readonly [Lb4Key, LbService]>> = [[], [], [], [], [], []];
+    const owners: number[][] = [[], [], [], [], [], []];
     const NEW_SLOT = 0;
     const NEW_INT = 1;
     const NEW_EXT = 2;
@@ -1156,7 +1171,8 @@ export class LbMaps {
     changes.forEach(({ previous, plan }, i) => {
       const oldLength = (scope: number) =>
         scope === LbScope.internal ? previous?.internalBackends?.length : previous?.backends.length;
-      for (const [k, v] of plan.serviceWrites) {
+      for (const entry of plan.serviceWrites) {
+        const k = entry[0];
         const had = oldLength(k.scope);
         const exists = had !== undefined && k.backend_slot <= had;
         const group =
@@ -1171,28 +1187,27 @@ export class LbMaps {
               : exists
                 ? OLD_EXT
                 : NEW_EXT;
-        groups[group]!.push([k, v, i]);
+        groups[group]!.push(entry);
+        owners[group]!.push(i);
       }
     });
     const ordered = groups.flat();
+    const ownerOf = owners.flat();
     if (ordered.length === 0) return;
     try {
-      this.updateEntries(
-        services,
-        ordered.map(([k, v]): [Lb4Key, LbService] => [k, v]),
-      );
+      this.updateEntries(services, ordered);
     } catch (err) {
       if (!isMapFull(err)) throw err;
       // Where each frontend's last master write sits in the batch: reached means "as asked".
       const commitAt = new Map<number, number>();
-      ordered.forEach(([k, , i], at) => {
-        if (k.backend_slot === 0) commitAt.set(i, at);
+      ordered.forEach(([k], at) => {
+        if (k.backend_slot === 0) commitAt.set(ownerOf[at]!, at);
       });
       const undo: Lb4Key[] = [];
       const newKeys = groups[NEW_SLOT]!.length + groups[NEW_INT]!.length + groups[NEW_EXT]!.length;
       for (let at = 0; at < Math.min(err.applied, newKeys); at++) {
-        const [k, , i] = ordered[at]!;
-        if ((commitAt.get(i) ?? -1) >= err.applied) undo.push(k);
+        const k = ordered[at]![0];
+        if ((commitAt.get(ownerOf[at]!) ?? -1) >= err.applied) undo.push(k);
       }
       // Masters before slots, so nothing reaches a slot that is going away.
       undo.sort((a, b) => (a.backend_slot === 0 ? -1 : 0) - (b.backend_slot === 0 ? -1 : 0));
@@ -1293,16 +1308,18 @@ export function frontendsFromEntries(entries: Array<[Lb4Key, LbService]>): LbFro
   return out;
 }
 
-function compareFrontends(a: FrontendAddress, b: FrontendAddress): number {
-  const fa = familyOf(a.address);
-  const fb = familyOf(b.address);
-  if (fa !== fb) return fa - fb;
-  const ka = (fa === 4 ? ipv4Bytes(a.address) : parseIPv6(a.address)) ?? new Uint8Array();
-  const kb = (fb === 4 ? ipv4Bytes(b.address) : parseIPv6(b.address)) ?? new Uint8Array();
-  const byAddress = Buffer.compare(Buffer.from(ka), Buffer.from(kb));
-  if (byAddress !== 0) return byAddress;
-  if (a.port !== b.port) return a.port - b.port;
-  return lbProtocols[a.protocol] - lbProtocols[b.protocol];
+/** By family, address (as bytes), port, protocol; one sort key per frontend, not per comparison. */
+function sortFrontends<T extends FrontendAddress>(list: T[]): T[] {
+  const keyed = list.map((f) => {
+    const fam = knownFamily(f.address);
+    const bytes = (fam === 4 ? ipv4Bytes(f.address) : parseIPv6(f.address)) ?? new Uint8Array(16);
+    const key = `${fam}${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('hex')}${f.port
+      .toString(16)
+      .padStart(4, '0')}${(lbProtocols[f.protocol] ?? 0).toString(16).padStart(2, '0')}`;
+    return { key, f };
+  });
+  keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return keyed.map((x) => x.f);
 }
 
 function ipv4Bytes(address: string): Uint8Array {

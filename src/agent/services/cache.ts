@@ -153,7 +153,9 @@ export class ServiceCache {
   }
 
   allNodes(): readonly NodeInfo[] {
-    this.nodeList ??= [...this.nodes.values()];
+    this.nodeList ??= [...this.nodes.values()].sort((a, b) =>
+      a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+    );
     return this.nodeList;
   }
 

@@ -116,8 +116,8 @@ export function desiredService(
   };
   if (svc.type === 'ExternalName' || svc.headless || svc.clusterIPs.length === 0) return out;
 
-  const sortedSlices = [...slices].sort((a, b) => compareKeys(a.name, b.name));
-  const sortedNodes = [...nodes].sort((a, b) => compareKeys(a.name, b.name));
+  const sortedSlices = slices.length > 1 ? [...slices].sort((a, b) => compareKeys(a.name, b.name)) : slices;
+  let sortedNodes: readonly NodeInfo[] | undefined;
   const seenFrontends = new Set<string>();
 
   for (const port of svc.ports) {
@@ -149,10 +149,11 @@ export function desiredService(
       const listFor = (policy: 'Cluster' | 'Local') => (policy === 'Local' ? localKeys : clusterKeys);
 
       const add = (address: string, portNumber: number, type: FrontendType) => {
-        const id = `${address}|${portNumber}|${port.protocol}`;
-        if (seenFrontends.has(id)) return;
-        seenFrontends.add(id);
+        const name = `${family === 6 ? `[${address}]` : address}:${portNumber}/${port.protocol}`;
+        if (seenFrontends.has(name)) return;
+        seenFrontends.add(name);
         const f: DesiredFrontend = {
+          name,
           address,
           port: portNumber,
           protocol: port.protocol,
@@ -179,6 +180,7 @@ export function desiredService(
 
       add(clusterIP, port.port, 'ClusterIP');
       if (port.nodePort !== undefined && (svc.type === 'NodePort' || svc.type === 'LoadBalancer')) {
+        sortedNodes ??= [...nodes].sort((a, b) => compareKeys(a.name, b.name));
         for (const node of sortedNodes) {
           for (const nodeIP of node.internalIPs) {
             if (familyOf(nodeIP) === family) add(nodeIP, port.nodePort, 'NodePort');

@@ -105,10 +105,14 @@ function idsOf(f: LbFrontend): Set<number> {
   return ids;
 }
 
-function minKey(keys: Set<ServiceKey>): ServiceKey | undefined {
+/** Who claims a frontend: one Service (nearly always), or several (a conflict). */
+type Claimants = ServiceKey | Set<ServiceKey>;
+
+function lowest(c: Claimants): ServiceKey {
+  if (typeof c === 'string') return c;
   let best: ServiceKey | undefined;
-  for (const k of keys) if (best === undefined || k < best) best = k;
-  return best;
+  for (const k of c) if (best === undefined || k < best) best = k;
+  return best!;
 }
 
 export class Reconciler {
@@ -124,10 +128,11 @@ export class Reconciler {
   private readonly refs = new Map<number, number>();
 
   // Who wants what.
-  private readonly claims = new Map<string, Set<ServiceKey>>();
+  private readonly claims = new Map<string, Claimants>();
   private readonly claimedBy = new Map<ServiceKey, string[]>();
   private readonly owner = new Map<string, Owner>();
-  private readonly ownedBy = new Map<ServiceKey, Set<string>>();
+  /** The frontends each Service owns (wins the claim to), as last planned. */
+  private readonly ownedBy = new Map<ServiceKey, readonly string[]>();
   private readonly wanted = new Map<ServiceKey, { backends: BackendKey[]; local4: string[] }>();
   private readonly backendWants = new Map<BackendKey, number>();
   private readonly local4 = new Map<string, number>();
@@ -136,6 +141,9 @@ export class Reconciler {
   private readonly backendIds = backendIdAllocator();
   private readonly revNats = revNatAllocator();
   private readonly failedServices = new Map<ServiceKey, ServiceFailure>();
+  /** Backend keys and frontend names nothing wants any more: their ids may go back. */
+  private readonly unwantedBackends = new Set<BackendKey>();
+  private readonly unclaimedNames = new Set<string>();
   private orphanRevNats: number[] = [];
   private syncs = 0;
 
@@ -306,16 +314,23 @@ export class Reconciler {
   }
   /** @internal */ winner(name: string): ServiceKey | undefined {
     const c = this.claims.get(name);
-    return c ? minKey(c) : undefined;
+    return c === undefined ? undefined : lowest(c);
   }
   /** @internal */ hasClaims(name: string): boolean {
     return this.claims.has(name);
   }
-  /** @internal */ ownedNames(key: ServiceKey): Set<string> {
-    return this.ownedBy.get(key) ?? new Set();
+  /** @internal */ ownedNames(key: ServiceKey): readonly string[] {
+    return this.ownedBy.get(key) ?? [];
   }
   /** @internal */ backendWanted(key: BackendKey): boolean {
     return (this.backendWants.get(key) ?? 0) > 0;
+  }
+  /** @internal The backend keys and frontend names that lost their last user, forgetting them. */
+  takeUnwanted(): { backends: BackendKey[]; names: string[] } {
+    const out = { backends: [...this.unwantedBackends], names: [...this.unclaimedNames] };
+    this.unwantedBackends.clear();
+    this.unclaimedNames.clear();
+    return out;
   }
 
   /** @internal Records what the maps now hold for one frontend. */
@@ -343,24 +358,28 @@ export class Reconciler {
     else this.backends.delete(id);
   }
 
-  /** @internal */ setOwner(name: string, o: Owner | undefined): void {
-    const had = this.owner.get(name);
-    if (had) {
-      const set = this.ownedBy.get(had.service);
-      set?.delete(name);
-      if (set && set.size === 0) this.ownedBy.delete(had.service);
+  /**
+   * @internal Records the frontends a Service now owns (`names`, with their port names), and
+   * forgets the owner of those it no longer does (unless another Service took them over).
+   */
+  setOwned(key: ServiceKey, owned: ReadonlyArray<readonly [string, string]>): string[] {
+    const before = this.ownedBy.get(key) ?? [];
+    const now = new Set<string>();
+    for (const [name, portName] of owned) {
+      now.add(name);
+      const had = this.owner.get(name);
+      if (!had || had.service !== key || had.portName !== portName)
+        this.owner.set(name, { service: key, portName });
     }
-    if (!o) {
-      this.owner.delete(name);
-      return;
+    const dropped: string[] = [];
+    for (const name of before) {
+      if (now.has(name)) continue;
+      dropped.push(name);
+      if (this.owner.get(name)?.service === key) this.owner.delete(name);
     }
-    this.owner.set(name, o);
-    let set = this.ownedBy.get(o.service);
-    if (!set) {
-      set = new Set();
-      this.ownedBy.set(o.service, set);
-    }
-    set.add(name);
+    if (now.size > 0) this.ownedBy.set(key, [...now]);
+    else this.ownedBy.delete(key);
+    return dropped;
   }
 
   // ---- desired state -----------------------------------------------------------------------
@@ -380,37 +399,48 @@ export class Reconciler {
         ? desiredService(svc, this.cache.slicesOf(key), this.cache.allNodes(), this.nodeName)
         : { key, frontends: [], backends: new Map() };
       desired.set(key, d);
-      const names = d.frontends.map(frontendId);
+      const names = d.frontends.map((f) => f.name);
       const before = this.claimedBy.get(key) ?? [];
-      const now = new Set(names);
-      const changed: string[] = [];
-      for (const name of before) {
-        if (now.has(name)) continue;
-        const c = this.claims.get(name);
-        c?.delete(key);
-        if (c && c.size === 0) this.claims.delete(name);
-        changed.push(name);
-      }
-      const had = new Set(before);
-      for (const name of names) {
-        if (had.has(name)) continue;
-        let c = this.claims.get(name);
-        if (!c) {
-          c = new Set();
-          this.claims.set(name, c);
-        }
-        c.add(key);
-        changed.push(name);
-      }
+      const changed = this.updateClaims(key, before, names);
       if (names.length > 0) this.claimedBy.set(key, names);
       else this.claimedBy.delete(key);
       for (const name of changed) {
         const c = this.claims.get(name);
-        if (c) for (const other of c) if (!desired.has(other)) queue.push(other);
+        if (c === undefined) continue;
+        for (const other of typeof c === 'string' ? [c] : c) if (!desired.has(other)) queue.push(other);
       }
       this.trackWanted(key, d);
     }
     return desired;
+  }
+
+  /** Moves `key`'s claims from `before` to `names`; returns the frontends whose claimants changed. */
+  private updateClaims(key: ServiceKey, before: readonly string[], names: readonly string[]): string[] {
+    if (before.length === names.length && before.every((n, i) => n === names[i])) return [];
+    const now = new Set(names);
+    const had = new Set(before);
+    const changed: string[] = [];
+    for (const name of before) {
+      if (now.has(name)) continue;
+      const c = this.claims.get(name);
+      if (c === key) {
+        this.claims.delete(name);
+        this.unclaimedNames.add(name);
+      } else if (c !== undefined && typeof c !== 'string') {
+        c.delete(key);
+        if (c.size === 1) this.claims.set(name, [...c][0]!);
+      }
+      changed.push(name);
+    }
+    for (const name of names) {
+      if (had.has(name)) continue;
+      const c = this.claims.get(name);
+      if (c === undefined) this.claims.set(name, key);
+      else if (typeof c === 'string') this.claims.set(name, new Set([c, key]));
+      else c.add(key);
+      changed.push(name);
+    }
+    return changed;
   }
 
   private trackWanted(key: ServiceKey, d: DesiredService): void {
@@ -427,8 +457,10 @@ export class Reconciler {
     if (before) {
       for (const k of before.backends) {
         const n = (this.backendWants.get(k) ?? 1) - 1;
-        if (n <= 0) this.backendWants.delete(k);
-        else this.backendWants.set(k, n);
+        if (n <= 0) {
+          this.backendWants.delete(k);
+          this.unwantedBackends.add(k);
+        } else this.backendWants.set(k, n);
       }
       for (const a of before.local4) {
         const n = (this.local4.get(a) ?? 1) - 1;
@@ -486,14 +518,14 @@ class SyncRun {
     for (const key of [...desired.keys()].sort()) {
       const d = desired.get(key)!;
       const effective: DesiredFrontend[] = [];
-      for (const f of d.frontends) if (this.r.winner(frontendId(f)) === key) effective.push(f);
-      const keep = new Set<string>();
+      for (const f of d.frontends) if (this.r.winner(f.name) === key) effective.push(f);
+      const owned: Array<readonly [string, string]> = [];
       const writes: FrontendWrite[] = [];
       const backendWrites: LbBackend[] = [];
       try {
         for (const f of effective) {
-          const name = frontendId(f);
-          keep.add(name);
+          const name = f.name;
+          owned.push([name, f.portName]);
           const revNat = revNats.allocate(name);
           if (revNat === undefined) {
             throw new WeftError(
@@ -501,10 +533,8 @@ class SyncRun {
               `no free reverse NAT index for ${name}: all 65535 are in use; remove Services`,
             );
           }
-          this.touchedNames.add(name);
           const resolve = (list: BackendKey[]) =>
             list.map((bk) => {
-              this.touchedBackendKeys.add(bk);
               const id = backendIds.allocate(bk);
               if (id === undefined) {
                 throw new WeftError('WEFT_ERR_IDS_EXHAUSTED', `no free backend id for ${bk}`);
@@ -520,7 +550,6 @@ class SyncRun {
             ? assignSlots(previous?.internalBackends, resolve(f.internalBackends))
             : undefined;
           const next = lbFrontendOf(f, revNat, ext, int);
-          this.r.setOwner(name, { service: key, portName: f.portName });
           if (!sameFrontend(previous, next)) writes.push({ service: key, name, next });
         }
       } catch (err) {
@@ -533,9 +562,7 @@ class SyncRun {
         if (have) have.services.add(key);
         else this.backendWrites.set(b.id, { backend: b, services: new Set([key]) });
       }
-      for (const name of [...this.r.ownedNames(key)]) {
-        if (keep.has(name)) continue;
-        this.r.setOwner(name, undefined);
+      for (const name of this.r.setOwned(key, owned)) {
         this.touchedNames.add(name);
         // Another Service that claims it takes it over (it is in this run: claims changed).
         if (this.r.hasClaims(name)) continue;
@@ -670,7 +697,7 @@ class SyncRun {
   private deleteBackends(): void {
     const candidates = new Set(this.zeroed);
     // Written for a Service whose frontends then did not fit: nothing lists them.
-    for (const id of this.backendWrites.keys()) candidates.add(id);
+    if (this.failures.size > 0) for (const id of this.backendWrites.keys()) candidates.add(id);
     if (this.full) for (const id of this.r.backendIdsInMaps()) candidates.add(id);
     const ids = [...candidates].filter((id) => this.r.refCount(id) === 0 && this.r.mirrorBackend(id));
     if (ids.length === 0) return;
@@ -691,6 +718,9 @@ class SyncRun {
   /** Ids nothing wants and the maps do not hold go back to their allocator. */
   private releaseIds(): void {
     const { backends: backendIds, revNats } = this.r.ids;
+    const unwanted = this.r.takeUnwanted();
+    for (const name of unwanted.names) this.touchedNames.add(name);
+    for (const key of unwanted.backends) this.touchedBackendKeys.add(key);
     for (const name of this.touchedNames) {
       if (!this.r.hasClaims(name) && !this.r.mirrorFrontend(name)) revNats.release(name);
     }

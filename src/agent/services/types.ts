@@ -97,6 +97,8 @@ export function backendKeyOf(b: { address: string; port: number; protocol: LbPro
 
 /** One frontend of a Service, with its backends by key (ids come later). */
 export interface DesiredFrontend {
+  /** "address:port/PROTOCOL" (IPv6 in brackets): the frontend's identity in the maps. */
+  name: string;
   address: string;
   port: number;
   protocol: LbProtocol;
