@@ -26,7 +26,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # --- Debian packages: install only the missing ones -------------------------------------
-pkgs=(iproute2 libbpf1 bpftool iptables openssl util-linux)
+pkgs=(iproute2 libbpf1 bpftool iptables openssl util-linux curl)
 command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)
 [ "$want_bpf" = 1 ] && pkgs+=(clang-14 llvm-14 libbpf-dev linux-libc-dev)
 [ "$want_bench" = 1 ] && pkgs+=(wrk nginx-light gcc libbpf-dev)
