@@ -419,8 +419,9 @@ export class ApiCore {
     const tracked = track(candidate);
     const allocations = this.planServiceAllocations(t, tracked, undefined);
     if (this.dryRun(ctx)) return this.present(t, ctx.version, tracked);
-    allocations?.commit();
+    // Stored first: a write the journal refuses must not leave an allocation behind.
     const stored = this.store.put(t.id, key, tracked);
+    allocations?.commit();
     this.afterWrite(t, stored, undefined);
     return this.present(t, ctx.version, stored);
   }
@@ -622,12 +623,12 @@ export class ApiCore {
     if (meta(tracked).deletionTimestamp && (!Array.isArray(finalizers) || finalizers.length === 0)) {
       const graceLeft = t.id === podTypeId && Number(meta(tracked).deletionGracePeriodSeconds ?? 0) > 0;
       if (!graceLeft) {
-        allocations?.commit();
+        // The object goes: removing it releases what the stored one held; nothing new is reserved.
         return this.present(t, ctx.version, this.removeNow(t, keyOfObject(t, tracked))!);
       }
     }
-    allocations?.commit();
     tracked = this.store.put(t.id, keyOfObject(t, tracked), tracked);
+    allocations?.commit();
     this.afterWrite(t, tracked, old);
     return this.present(t, ctx.version, tracked);
   }
@@ -972,7 +973,12 @@ export class ApiCore {
     }
     this.namespaceSweep = setTimeout(() => {
       this.namespaceSweep = undefined;
-      this.sweepNamespaces();
+      try {
+        this.sweepNamespaces();
+      } catch (err) {
+        this.log.error({ err }, 'namespace cleanup failed; retrying');
+        this.scheduleNamespaceSweep();
+      }
     }, delayMs);
     this.namespaceSweep.unref();
   }

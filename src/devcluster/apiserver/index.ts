@@ -53,7 +53,13 @@ const log = subsysLogger('apiserver');
  */
 const openJournals = new Set<Journal>();
 function flushJournalsOnSigterm(): void {
-  for (const j of openJournals) j.flushSync();
+  for (const j of openJournals) {
+    try {
+      j.flushSync();
+    } catch (err) {
+      log.error({ err }, 'the journal could not be flushed on SIGTERM');
+    }
+  }
   if (process.listenerCount('SIGTERM') === 1) {
     process.removeListener('SIGTERM', flushJournalsOnSigterm);
     process.kill(process.pid, 'SIGTERM');

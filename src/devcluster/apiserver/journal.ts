@@ -88,25 +88,56 @@ export class Journal {
     }
   }
 
+  /**
+   * Why the journal cannot be written (a full disk, an I/O error), or undefined when it can. The
+   * store refuses writes while this is set; what is buffered is retried and kept, in order.
+   */
+  get failure(): Error | undefined {
+    return this.writeError;
+  }
+
+  private writeError: Error | undefined;
+
   private flushBuffered(): void {
     this.scheduled = false;
     if (this.pending.length === 0 || this.closed) return;
-    const data = this.pending.join('');
+    const data = Buffer.from(this.pending.join(''));
     this.pending = [];
-    writeSync(this.fd, data);
+    let written = 0;
+    try {
+      while (written < data.length) written += writeSync(this.fd, data, written);
+      this.writeError = undefined;
+    } catch (err) {
+      this.writeError = err as Error;
+      this.pending = [data.subarray(written).toString()];
+      if (!this.retry) {
+        this.retry = setTimeout(() => {
+          this.retry = undefined;
+          this.flushBuffered();
+        }, 1000);
+        this.retry.unref();
+      }
+    }
   }
 
-  /** Writes everything buffered and fsyncs (clean shutdown, SIGTERM). */
+  private retry: NodeJS.Timeout | undefined;
+
+  /** Writes everything buffered and fsyncs (clean shutdown, SIGTERM). Throws if it cannot. */
   flushSync(): void {
     if (this.closed) return;
     this.flushBuffered();
+    if (this.writeError) throw this.writeError;
     fsyncSync(this.fd);
   }
 
   close(): void {
     if (this.closed) return;
-    this.flushSync();
-    this.closed = true;
-    closeSync(this.fd);
+    if (this.retry) clearTimeout(this.retry);
+    try {
+      this.flushSync();
+    } finally {
+      this.closed = true;
+      closeSync(this.fd);
+    }
   }
 }

@@ -1,4 +1,4 @@
-import { gone } from './api-status.js';
+import { ApiError, gone } from './api-status.js';
 import type { Journal, JournalRecord } from './journal.js';
 import type { JsonObject } from './json-value.js';
 
@@ -126,8 +126,21 @@ export class ObjectStore {
     return this.collections.get(typeId)?.size ?? 0;
   }
 
+  /** Writes are refused (500) while the journal cannot be written: nothing unrecorded is acknowledged. */
+  private checkWritable(): void {
+    const failure = this.journal?.failure;
+    if (failure) {
+      throw new ApiError(
+        500,
+        'InternalError',
+        `Internal error occurred: the journal in the data directory cannot be written: ${failure.message}`,
+      );
+    }
+  }
+
   /** Stores an object under the next resourceVersion and returns it as stored. */
   put(typeId: string, key: string, object: JsonObject): JsonObject {
+    this.checkWritable();
     const coll = this.collection(typeId);
     const previous = coll.get(key);
     const rv = ++this.rv;
@@ -146,6 +159,7 @@ export class ObjectStore {
     const coll = this.collections.get(typeId);
     const previous = coll?.get(key);
     if (!coll || !previous) return undefined;
+    this.checkWritable();
     coll.delete(key);
     this.sortedKeys.delete(typeId);
     const rv = ++this.rv;

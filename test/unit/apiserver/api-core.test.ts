@@ -430,6 +430,35 @@ describe('deletion', () => {
     expect(apiError(() => core.bind(c, { target: {} })).code).toBe(422);
   });
 
+  it('a Service held by a finalizer releases its ClusterIP when the finalizer goes', () => {
+    const c = ctx('', 'v1', 'services', { ns: 'demo', name: 'held' });
+    core.create(
+      { ...c, name: undefined },
+      {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'held', finalizers: ['example.com/hold'] },
+        spec: { clusterIP: '10.96.0.77', ports: [{ port: 80 }] },
+      },
+    );
+    core.delete(c, undefined);
+    expect(
+      apiError(() =>
+        core.create(
+          { ...c, name: undefined },
+          svc('other', { clusterIP: '10.96.0.77', ports: [{ port: 80 }] }),
+        ),
+      ).code,
+    ).toBe(422);
+    core.patch(c, 'application/merge-patch+json', { metadata: { finalizers: null } });
+    expect(store.get('/services', 'demo/held')).toBeUndefined();
+    const reused = core.create(
+      { ...c, name: undefined },
+      svc('other', { clusterIP: '10.96.0.77', ports: [{ port: 80 }] }),
+    );
+    expect((reused.spec as JsonObject).clusterIP).toBe('10.96.0.77');
+  });
+
   it('finalizers hold an object until they are cleared', () => {
     const c = ctx('', 'v1', 'configmaps', { ns: 'demo', name: 'held' });
     core.create(

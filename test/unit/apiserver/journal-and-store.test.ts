@@ -87,6 +87,28 @@ describe('journal replay', () => {
   });
 });
 
+describe('a journal that cannot be written', () => {
+  it('refuses further writes with a 500 Status instead of acknowledging what it cannot record', async () => {
+    // /dev/full accepts the open and fails every write with ENOSPC, like a full disk.
+    const store = new ObjectStore(100);
+    const journal = new Journal('/dev/full');
+    store.attachJournal(journal);
+    store.put('/configmaps', 'default/a', cm('a', '1'));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(journal.failure?.message).toContain('ENOSPC');
+    let refused: ApiError | undefined;
+    try {
+      store.put('/configmaps', 'default/b', cm('b', '1'));
+    } catch (err) {
+      refused = err as ApiError;
+    }
+    expect(refused?.toStatus()).toMatchObject({ code: 500, reason: 'InternalError' });
+    expect(refused?.message).toContain('the journal in the data directory cannot be written');
+    expect(store.get('/configmaps', 'default/b')).toBeUndefined();
+    expect(() => journal.close()).toThrow('ENOSPC');
+  });
+});
+
 describe('object store history', () => {
   it('replays events after a version and answers 410 Expired once they are trimmed', () => {
     const store = new ObjectStore(10);
