@@ -562,6 +562,93 @@ function rawRequest(
   });
 }
 
+describe('server behaviour clients rely on', () => {
+  it('a watch without resourceVersion starts with ADDED for what exists, and timeoutSeconds ends it', async () => {
+    await ensureNamespace('initial-events');
+    await core.createNamespacedConfigMap({
+      namespace: 'initial-events',
+      body: configMap('initial-events', 'existing', { v: '1' }),
+    });
+    const events: string[] = [];
+    let ended = false;
+    await new Watch(kc).watch(
+      '/api/v1/namespaces/initial-events/configmaps',
+      { timeoutSeconds: 1 },
+      (type, object) => events.push(`${type} ${object.metadata?.name}`),
+      () => {
+        ended = true;
+      },
+    );
+    await waitFor('the server to end the watch', () => ended);
+    expect(events.sort()).toEqual(['ADDED existing', 'ADDED kube-root-ca.crt']);
+  });
+
+  it('accepts YAML request bodies', async () => {
+    const r = await rawRequest(
+      'POST',
+      '/api/v1/namespaces/default/configmaps',
+      'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  k: v\n',
+      {
+        authorization: `Bearer ${server.adminToken}`,
+        'content-type': 'application/yaml',
+      },
+    );
+    expect(r.status).toBe(201);
+    expect((await core.readNamespacedConfigMap({ name: 'from-yaml', namespace: 'default' })).data).toEqual({
+      k: 'v',
+    });
+  });
+
+  it('keeps default/kubernetes and its EndpointSlice pointing at the server', async () => {
+    const svc = await core.readNamespacedService({ name: 'kubernetes', namespace: 'default' });
+    expect(svc.spec).toMatchObject({
+      clusterIP: '10.96.0.1',
+      ports: [{ name: 'https', port: 443, protocol: 'TCP', targetPort: 6443 }],
+    });
+    await kubectlOk('delete', 'endpointslice', 'kubernetes', '-n', 'default');
+    const slice = await waitFor('the EndpointSlice to come back', async () => {
+      const r = await kubectl('get', 'endpointslice', 'kubernetes', '-n', 'default', '-o', 'json');
+      return r.code === 0
+        ? (JSON.parse(r.stdout) as {
+            endpoints: Array<{ addresses: string[] }>;
+            ports: Array<{ port: number }>;
+          })
+        : undefined;
+    });
+    expect(slice.endpoints[0]!.addresses).toEqual(['127.0.0.1']);
+    expect(slice.ports[0]!.port).toBe(6443);
+  });
+
+  it('serves a certificate valid for the kubernetes Service names, as in-cluster clients check', async () => {
+    for (const servername of [
+      'kubernetes',
+      'kubernetes.default.svc',
+      'kubernetes.default.svc.cluster.local',
+    ]) {
+      const status = await new Promise<number>((done, fail) => {
+        const url = new URL(server.url);
+        const req = httpsRequest(
+          {
+            host: url.hostname,
+            port: url.port,
+            path: '/healthz',
+            ca: server.caCertPem,
+            servername,
+            headers: { host: servername },
+          },
+          (res) => {
+            res.resume();
+            res.on('end', () => done(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', fail);
+        req.end();
+      });
+      expect(status).toBe(200);
+    }
+  });
+});
+
 describe('hostile and unauthenticated requests', () => {
   const admin = () => ({ authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' });
   it.each([

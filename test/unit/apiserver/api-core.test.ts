@@ -167,6 +167,87 @@ describe('validation errors are Kubernetes Status objects and store nothing', ()
   });
 });
 
+describe('lists', () => {
+  beforeEach(() => {
+    for (let i = 0; i < 5; i++) {
+      core.create(ctx('', 'v1', 'pods', { ns: 'demo' }), {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: `p${i}`, labels: { idx: String(i) } },
+        spec: { containers: [{ name: 'c', image: 'i' }], ...(i % 2 === 0 ? { nodeName: 'n1' } : {}) },
+      });
+    }
+  });
+
+  it('pages with limit/continue over a consistent snapshot', () => {
+    const first = core.list(ctx('', 'v1', 'pods', { ns: 'demo', query: { limit: '2' } }));
+    expect(first.items.map((o) => meta(o).name)).toEqual(['p0', 'p1']);
+    expect(first.metadata.remainingItemCount).toBe(3);
+    core.delete(
+      ctx('', 'v1', 'pods', { ns: 'demo', name: 'p2', query: { gracePeriodSeconds: '0' } }),
+      undefined,
+    );
+    const second = core.list(
+      ctx('', 'v1', 'pods', { ns: 'demo', query: { limit: '2', continue: String(first.metadata.continue) } }),
+    );
+    expect(second.items.map((o) => meta(o).name)).toEqual(['p2', 'p3']);
+    expect(second.metadata.resourceVersion).toBe(first.metadata.resourceVersion);
+  });
+
+  it('a continue token older than the retained history is 410 Expired', () => {
+    const first = core.list(ctx('', 'v1', 'pods', { ns: 'demo', query: { limit: '1' } }));
+    for (let i = 0; i < 1300; i++) {
+      core.patch(ctx('', 'v1', 'pods', { ns: 'demo', name: 'p1' }), 'application/merge-patch+json', {
+        metadata: { labels: { n: String(i) } },
+      });
+    }
+    const err = apiError(() =>
+      core.list(
+        ctx('', 'v1', 'pods', {
+          ns: 'demo',
+          query: { limit: '1', continue: String(first.metadata.continue) },
+        }),
+      ),
+    );
+    expect(err.toStatus()).toMatchObject({ code: 410, reason: 'Expired' });
+    expect(err.message).toContain('The provided continue parameter is too old');
+  });
+
+  it.each([
+    ['spec.nodeName=n1', ['p0', 'p2', 'p4']],
+    ['spec.nodeName!=n1,metadata.name!=p1', ['p3']],
+    ['status.phase=Pending', ['p0', 'p1', 'p2', 'p3', 'p4']],
+  ])('field selector %s', (fieldSelector, names) => {
+    const list = core.list(ctx('', 'v1', 'pods', { ns: 'demo', query: { fieldSelector } }));
+    expect(list.items.map((o) => meta(o).name)).toEqual(names);
+  });
+
+  it('an unknown field selector or a bad label selector is 400', () => {
+    expect(
+      apiError(() => core.list(ctx('', 'v1', 'pods', { ns: 'demo', query: { fieldSelector: 'spec.foo=x' } })))
+        .message,
+    ).toBe('field label not supported: spec.foo');
+    expect(
+      apiError(() => core.list(ctx('', 'v1', 'pods', { ns: 'demo', query: { labelSelector: 'idx in (' } })))
+        .code,
+    ).toBe(400);
+  });
+
+  it('resourceVersionMatch=Exact lists the objects as they were', () => {
+    const before = core.list(ctx('', 'v1', 'pods', { ns: 'demo' })).metadata.resourceVersion as string;
+    core.delete(ctx('', 'v1', 'pods', { ns: 'demo', name: 'p1' }), undefined);
+    const then = core.list(
+      ctx('', 'v1', 'pods', {
+        ns: 'demo',
+        query: { resourceVersion: before, resourceVersionMatch: 'Exact' },
+      }),
+    );
+    expect(then.items.map((o) => meta(o).name)).toContain('p1');
+    const now = core.list(ctx('', 'v1', 'pods', { ns: 'demo' }));
+    expect(now.items.map((o) => meta(o).name)).not.toContain('p1');
+  });
+});
+
 describe('writes', () => {
   it('create sets uid, creationTimestamp, resourceVersion, generation, managedFields; duplicates are 409', () => {
     const c = ctx('networking.k8s.io', 'v1', 'networkpolicies', { ns: 'demo' });
