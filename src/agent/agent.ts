@@ -314,6 +314,8 @@ export class Agent {
       this.log.error({ err: err instanceof Error ? err.message : String(err) }, 'NodePort attach failed');
     }
     this.writeLocalBackends(true);
+    // A device that failed is tried again with the failed Services.
+    this.scheduleRetry();
   }
 
   private nodePortFailing(): boolean {

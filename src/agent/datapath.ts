@@ -76,6 +76,7 @@ export class AgentDatapath {
   private readonly log: Logger;
   private nodePort: {
     devices: string[];
+    netns?: string;
     nodeIPv4?: string;
     loaded: NodePortDatapath[];
     errors: Map<string, string>;
@@ -90,6 +91,7 @@ export class AgentDatapath {
     links: BpfLink[];
     cgroup: string;
     devices: string[];
+    nodePortNetns?: string;
     log: Logger;
   }) {
     this.lb = opts.lb;
@@ -99,6 +101,7 @@ export class AgentDatapath {
     this.cgroup = opts.cgroup;
     this.log = opts.log;
     this.nodePort = { devices: opts.devices, loaded: [], errors: new Map() };
+    if (opts.nodePortNetns) this.nodePort.netns = opts.nodePortNetns;
   }
 
   /**
@@ -112,6 +115,8 @@ export class AgentDatapath {
     cgroup: string;
     mapMax: number;
     devices?: string[];
+    /** The network namespace the devices are in (/run/netns/x); default: the agent's own. */
+    nodePortNetns?: string;
     stateDir: string;
     log: Logger;
     objectPath?: string;
@@ -155,6 +160,7 @@ export class AgentDatapath {
         links,
         cgroup: opts.cgroup,
         devices: opts.devices ?? [],
+        ...(opts.nodePortNetns ? { nodePortNetns: opts.nodePortNetns } : {}),
         log: opts.log,
       });
       return dp;
@@ -211,7 +217,15 @@ export class AgentDatapath {
     for (const device of np.devices) {
       if (attached.has(device)) continue;
       try {
-        np.loaded.push(attachNodePort({ pinRoot: this.pinRoot, device, nodeIPv4, lbSizes: this.sizes }));
+        np.loaded.push(
+          attachNodePort({
+            pinRoot: this.pinRoot,
+            device,
+            nodeIPv4,
+            lbSizes: this.sizes,
+            ...(np.netns ? { netns: np.netns } : {}),
+          }),
+        );
         np.errors.delete(device);
         this.log.info({ device, nodeIPv4 }, 'NodePort programs attached');
       } catch (err) {
@@ -246,7 +260,7 @@ export class AgentDatapath {
       const error = np.errors.get(device);
       if (error) entry.error = error;
       try {
-        const q = queryNodePort({ device });
+        const q = queryNodePort(np.netns ? { device, netns: np.netns } : { device });
         if (q.ingress !== undefined) entry.ingressProgramId = q.ingress;
         if (q.egress !== undefined) entry.egressProgramId = q.egress;
         entry.attached = q.ingress !== undefined && q.egress !== undefined;
