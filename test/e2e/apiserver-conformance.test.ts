@@ -436,6 +436,11 @@ describe('kubectl', () => {
     );
   });
 
+  it('answers auth can-i and auth whoami (authenticated callers may do everything)', async () => {
+    expect(await kubectlOk('auth', 'can-i', 'delete', 'pods', '-n', 'kube-system')).toBe('yes\n');
+    expect(await kubectlOk('auth', 'whoami')).toMatch(/Username\s+weft-devcluster-admin/);
+  });
+
   it('creates with typed commands, deletes, and get -w prints changes', async () => {
     await kubectlOk('create', 'namespace', 'watched');
     const watcher = spawn(

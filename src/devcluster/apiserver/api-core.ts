@@ -363,6 +363,7 @@ export class ApiCore {
   }
 
   create(ctx: RequestContext, body: JsonValue): JsonObject {
+    if (ctx.type.review) return this.review(ctx, body);
     const o = this.checkTypeMeta(ctx, body);
     this.checkNamespace(ctx, o);
     const m = meta(o);
@@ -886,6 +887,43 @@ export class ApiCore {
       );
     }
     return { items, metadata: { resourceVersion: String(this.store.resourceVersion) } };
+  }
+
+  // ---- reviews -------------------------------------------------------------------------------------
+
+  /**
+   * `kubectl auth can-i` and `kubectl auth whoami`: this server authenticates but does not
+   * authorize (RBAC objects are stored, not enforced), so every authenticated caller may do
+   * everything, and the answer says so.
+   */
+  private review(ctx: RequestContext, body: JsonValue): JsonObject {
+    const o = this.checkTypeMeta(ctx, body);
+    const who =
+      ctx.identity.kind === 'admin'
+        ? { username: 'weft-devcluster-admin', groups: ['system:masters', 'system:authenticated'] }
+        : {
+            username: `system:serviceaccount:${ctx.identity.namespace}:${ctx.identity.name}`,
+            groups: [
+              'system:serviceaccounts',
+              `system:serviceaccounts:${ctx.identity.namespace}`,
+              'system:authenticated',
+            ],
+          };
+    switch (ctx.type.kind) {
+      case 'SelfSubjectAccessReview':
+        return { ...o, status: { allowed: true, reason: 'the devcluster API server does not enforce RBAC' } };
+      case 'SelfSubjectRulesReview':
+        return {
+          ...o,
+          status: {
+            resourceRules: [{ verbs: ['*'], apiGroups: ['*'], resources: ['*'] }],
+            nonResourceRules: [{ verbs: ['*'], nonResourceURLs: ['*'] }],
+            incomplete: false,
+          },
+        };
+      default:
+        return { ...o, status: { userInfo: who } };
+    }
   }
 
   // ---- pods/binding ------------------------------------------------------------------------------

@@ -299,6 +299,9 @@ export function registerHttpApi(app: FastifyInstance, o: HttpApiOptions): void {
       throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     }
     const q = url.searchParams;
+    if (r.type.review && (req.method !== 'POST' || ctx.name !== undefined)) {
+      throw methodNotAllowed('the server does not allow this method on the requested resource');
+    }
     const isWatch = r.watchPath || q.get('watch') === 'true' || q.get('watch') === '1';
     const method = req.method;
     const body = (): JsonValue => {

@@ -12,7 +12,7 @@ import type { JsonObject, JsonValue } from './json-value.js';
 type Scalar = 'string' | 'bytes' | 'int' | 'bool';
 interface FieldSpec {
   name: string;
-  kind: Scalar | 'message' | 'map' | 'intOrString' | 'time';
+  kind: Scalar | 'message' | 'map' | 'intOrString' | 'time' | 'ignored';
   repeated?: boolean;
   message?: Schema;
   mapValue?: 'string' | 'bytes';
@@ -190,6 +190,32 @@ const kinds: Record<string, Schema> = {
     2: msg('subjects', subject, true),
     3: msg('roleRef', roleRef),
   },
+  'authorization.k8s.io/v1/SelfSubjectAccessReview': {
+    1: msg('metadata', objectMeta),
+    2: msg('spec', {
+      1: msg('resourceAttributes', {
+        1: str('namespace'),
+        2: str('verb'),
+        3: str('group'),
+        4: str('version'),
+        5: str('resource'),
+        6: str('subresource'),
+        7: str('name'),
+      }),
+      2: msg('nonResourceAttributes', { 1: str('path'), 2: str('verb') }),
+    }),
+    3: { name: 'status', kind: 'ignored' },
+  },
+  'authorization.k8s.io/v1/SelfSubjectRulesReview': {
+    1: msg('metadata', objectMeta),
+    2: msg('spec', { 1: str('namespace') }),
+    3: { name: 'status', kind: 'ignored' },
+  },
+  // A review's status is the server's answer; whatever a client sends there is not read.
+  'authentication.k8s.io/v1/SelfSubjectReview': {
+    1: msg('metadata', objectMeta),
+    2: { name: 'status', kind: 'ignored' },
+  },
   'apps/v1/Deployment': {
     1: msg('metadata', objectMeta),
     2: msg('spec', {
@@ -324,6 +350,8 @@ function decodeField(
       if (v.type === 1) return (v.strVal as string | undefined) ?? '';
       return (v.intVal as number | undefined) ?? 0;
     }
+    case 'ignored':
+      return undefined;
     case 'time': {
       const v = decodeMessage(wantBytes(), { 1: int('seconds'), 2: int('nanos') }, path, depth + 1);
       return typeof v.seconds === 'number'

@@ -23,6 +23,8 @@ export interface ResourceType {
   categories: string[];
   verbs: string[];
   statusSubresource: boolean;
+  /** A review (access or identity): answered on create, never stored, no other verb. */
+  review?: boolean;
   /** metadata.generation is set and bumped on spec changes. */
   tracksGeneration: boolean;
   /** Field selector fields beyond metadata.name and metadata.namespace. */
@@ -70,6 +72,7 @@ interface BuiltinSpec {
   status?: boolean;
   generation?: boolean;
   fields?: Record<string, (obj: JsonObject) => string>;
+  review?: boolean;
 }
 
 const builtinSpecs: BuiltinSpec[] = [
@@ -257,6 +260,30 @@ const builtinSpecs: BuiltinSpec[] = [
     namespaced: true,
   },
   {
+    group: 'authorization.k8s.io',
+    version: 'v1',
+    kind: 'SelfSubjectAccessReview',
+    plural: 'selfsubjectaccessreviews',
+    namespaced: false,
+    review: true,
+  },
+  {
+    group: 'authorization.k8s.io',
+    version: 'v1',
+    kind: 'SelfSubjectRulesReview',
+    plural: 'selfsubjectrulesreviews',
+    namespaced: false,
+    review: true,
+  },
+  {
+    group: 'authentication.k8s.io',
+    version: 'v1',
+    kind: 'SelfSubjectReview',
+    plural: 'selfsubjectreviews',
+    namespaced: false,
+    review: true,
+  },
+  {
     group: 'coordination.k8s.io',
     version: 'v1',
     kind: 'Lease',
@@ -278,8 +305,9 @@ function builtinType(s: BuiltinSpec): ResourceType {
     namespaced: s.namespaced,
     shortNames: s.shortNames ?? [],
     categories: s.categories ?? [],
-    verbs: allVerbs,
+    verbs: s.review ? ['create'] : allVerbs,
     statusSubresource: s.status ?? false,
+    review: s.review ?? false,
     tracksGeneration: s.generation ?? false,
     selectableFields: s.fields ?? {},
     mergeSchema: builtinMergeSchemas[`${s.group}/${s.kind}`] ?? genericSchema,
