@@ -9,7 +9,7 @@ import { ApiCore } from './api-core.js';
 import { TokenAuthority } from './bearer-tokens.js';
 import { registerHttpApi } from './http-api.js';
 import { Journal } from './journal.js';
-import { isObject, type JsonObject } from './json-value.js';
+import { deepEqual, isObject, type JsonObject } from './json-value.js';
 import { ObjectStore } from './object-store.js';
 import { openApiDocuments } from './openapi.js';
 import { ResourceRegistry } from './resource-types.js';
@@ -205,7 +205,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       const current = slice
         ? { addressType: slice.addressType, endpoints: slice.endpoints, ports: slice.ports }
         : undefined;
-      if (JSON.stringify(current) !== JSON.stringify(desired)) {
+      if (!deepEqual(current, desired)) {
         core.upsertSystemObject('discovery.k8s.io/endpointslices', {
           apiVersion: 'discovery.k8s.io/v1',
           kind: 'EndpointSlice',

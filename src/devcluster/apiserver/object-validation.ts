@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import type { FieldError } from './api-status.js';
-import { isObject, type JsonObject, type JsonValue } from './json-value.js';
+import { deepEqual, isObject, type JsonObject, type JsonValue } from './json-value.js';
 import {
   labelKeyProblem,
   validateLabelSelectorObject,
@@ -718,7 +718,7 @@ export function podUpdateProblem(oldSpec: JsonObject, newSpec: JsonObject): Fiel
     }
     return copy;
   };
-  if (JSON.stringify(strip(oldSpec)) === JSON.stringify(strip(newSpec))) return [];
+  if (deepEqual(strip(oldSpec), strip(newSpec))) return [];
   return [
     {
       type: 'FieldValueForbidden',

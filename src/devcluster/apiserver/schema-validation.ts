@@ -1,5 +1,5 @@
 import type { FieldError } from './api-status.js';
-import { isObject, type JsonObject, type JsonValue } from './json-value.js';
+import { deepEqual, isObject, type JsonObject, type JsonValue } from './json-value.js';
 
 /**
  * Validation of custom resources against their CRD's structural openAPIV3Schema: types,
@@ -98,7 +98,7 @@ function walk(
     });
     return v;
   }
-  if (s.enum && !s.enum.some((e) => JSON.stringify(e) === JSON.stringify(v))) {
+  if (s.enum && !s.enum.some((e) => deepEqual(e, v))) {
     errors.push({
       type: 'FieldValueNotSupported',
       field: path,

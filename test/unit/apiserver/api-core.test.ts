@@ -337,6 +337,32 @@ describe('writes', () => {
     expect(meta(updated).labels).toBeUndefined();
   });
 
+  it('a pod sent back as read, with its keys in another order (kubectl replace), is not a spec change', () => {
+    const c = ctx('', 'v1', 'pods', { ns: 'demo', name: 'p' });
+    core.create(
+      { ...c, name: undefined },
+      {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'p' },
+        spec: { containers: [{ name: 'c', image: 'i:1', args: ['x'] }] },
+      },
+    );
+    const sortKeys = (v: unknown): unknown =>
+      Array.isArray(v)
+        ? v.map(sortKeys)
+        : v && typeof v === 'object'
+          ? Object.fromEntries(
+              Object.entries(v)
+                .sort(([a], [b]) => (a < b ? -1 : 1))
+                .map(([k, x]) => [k, sortKeys(x)]),
+            )
+          : v;
+    const read = sortKeys(core.get(c)) as JsonObject;
+    (read.metadata as JsonObject).labels = { changed: 'yes' };
+    expect(meta(core.update(c, read)).labels).toEqual({ changed: 'yes' });
+  });
+
   it('pod specs are immutable except images', () => {
     const c = ctx('', 'v1', 'pods', { ns: 'demo', name: 'p' });
     core.create(
