@@ -441,6 +441,15 @@ describe('kubectl', () => {
     expect(await kubectlOk('auth', 'whoami')).toMatch(/Username\s+weft-devcluster-admin/);
   });
 
+  it('kubectl create token issues a ServiceAccount token the server accepts', async () => {
+    const token = (await kubectlOk('create', 'token', 'default', '-n', 'default', '--duration=20m')).trim();
+    const r = await rawRequest('GET', '/api/v1/namespaces', undefined, { authorization: `Bearer ${token}` });
+    expect(r.status).toBe(200);
+    expect((await kubectl('create', 'token', 'missing', '-n', 'default')).stderr).toContain(
+      'serviceaccounts "missing" not found',
+    );
+  });
+
   it('creates with typed commands, deletes, and get -w prints changes', async () => {
     await kubectlOk('create', 'namespace', 'watched');
     const watcher = spawn(

@@ -93,6 +93,8 @@ export interface ApiCoreOptions {
   clusterIPs: ClusterIPAllocator;
   nodePorts: NodePortAllocator;
   log: Logger;
+  /** Signs ServiceAccount tokens for serviceaccounts/token (kubectl create token). */
+  issueToken?: (namespace: string, name: string, expirationSeconds: number) => string;
   /** Called after a namespace is created, to add what controllers would (default SA, CA ConfigMap). */
   onNamespaceCreated?: (name: string) => void;
 }
@@ -106,6 +108,9 @@ export class ApiCore {
   private readonly nodePorts: NodePortAllocator;
   private readonly log: Logger;
   private readonly onNamespaceCreated: ((name: string) => void) | undefined;
+  private readonly issueToken:
+    | ((namespace: string, name: string, expirationSeconds: number) => string)
+    | undefined;
   private namespaceSweep: NodeJS.Timeout | undefined;
 
   constructor(o: ApiCoreOptions) {
@@ -115,6 +120,7 @@ export class ApiCore {
     this.nodePorts = o.nodePorts;
     this.log = o.log;
     this.onNamespaceCreated = o.onNamespaceCreated;
+    this.issueToken = o.issueToken;
   }
 
   /** After a restart: register the stored CRDs and rebuild Service allocations. */
@@ -924,6 +930,51 @@ export class ApiCore {
       default:
         return { ...o, status: { userInfo: who } };
     }
+  }
+
+  // ---- serviceaccounts/token ----------------------------------------------------------------------
+
+  /** TokenRequest: a signed token for an existing ServiceAccount (default one hour, 10 min to 48 h). */
+  tokenRequest(ctx: RequestContext, body: JsonValue): JsonObject {
+    if (!isObject(body) || (body.kind !== undefined && body.kind !== 'TokenRequest')) {
+      throw badRequest('the request body must be an authentication.k8s.io/v1 TokenRequest');
+    }
+    const sa = this.store.get('/serviceaccounts', this.key(ctx, ctx.name!));
+    if (!sa) throw notFound(ref(ctx.type), ctx.name!);
+    const spec = isObject(body.spec) ? body.spec : {};
+    const requested = spec.expirationSeconds ?? 3600;
+    if (
+      typeof requested !== 'number' ||
+      !Number.isInteger(requested) ||
+      requested < 600 ||
+      requested > 48 * 3600
+    ) {
+      throw invalid('TokenRequest', 'authentication.k8s.io', ctx.name!, [
+        {
+          type: 'FieldValueInvalid',
+          field: 'spec.expirationSeconds',
+          value: requested as JsonValue,
+          detail: 'may not specify a duration less than 10 minutes or more than 48 hours',
+        },
+      ]);
+    }
+    if (!this.issueToken)
+      throw new ApiError(500, 'InternalError', 'Internal error occurred: this server issues no tokens');
+    const token = this.issueToken(ctx.namespace!, ctx.name!, requested);
+    return {
+      kind: 'TokenRequest',
+      apiVersion: 'authentication.k8s.io/v1',
+      metadata: { name: ctx.name!, namespace: ctx.namespace!, creationTimestamp: null },
+      spec: {
+        audiences: ['https://kubernetes.default.svc.cluster.local'],
+        expirationSeconds: requested,
+        boundObjectRef: null,
+      },
+      status: {
+        token,
+        expirationTimestamp: `${new Date(Date.now() + requested * 1000).toISOString().slice(0, 19)}Z`,
+      },
+    };
   }
 
   // ---- pods/binding ------------------------------------------------------------------------------

@@ -36,14 +36,17 @@ export class TokenAuthority {
     return createHmac('sha256', this.signingKey).update(input).digest('base64url');
   }
 
-  serviceAccountToken(namespace: string, name: string): string {
+  /** A ServiceAccount token; without expirationSeconds it does not expire (in-cluster config files). */
+  serviceAccountToken(namespace: string, name: string, expirationSeconds?: number): string {
+    const now = Math.floor(Date.now() / 1000);
     const header = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
     const payload = b64url(
       JSON.stringify({
         iss: 'https://kubernetes.default.svc.cluster.local',
         sub: `system:serviceaccount:${namespace}:${name}`,
         aud: ['https://kubernetes.default.svc.cluster.local'],
-        iat: Math.floor(Date.now() / 1000),
+        iat: now,
+        ...(expirationSeconds ? { exp: now + expirationSeconds } : {}),
         'kubernetes.io': { namespace, serviceaccount: { name } },
       }),
     );
@@ -59,8 +62,10 @@ export class TokenAuthority {
     if (!equal(parts[2]!, this.sign(`${parts[0]}.${parts[1]}`))) return undefined;
     try {
       const claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as {
+        exp?: number;
         'kubernetes.io'?: { namespace?: string; serviceaccount?: { name?: string } };
       };
+      if (typeof claims.exp === 'number' && claims.exp < Date.now() / 1000) return undefined;
       const k = claims['kubernetes.io'];
       if (!k?.namespace || !k.serviceaccount?.name) return undefined;
       return { kind: 'serviceaccount', namespace: k.namespace, name: k.serviceaccount.name };

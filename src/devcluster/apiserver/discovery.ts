@@ -107,6 +107,17 @@ export function apiResourceList(
         verbs: ['create'],
       });
     }
+    if (t.id === '/serviceaccounts') {
+      resources.push({
+        name: 'serviceaccounts/token',
+        singularName: '',
+        namespaced: true,
+        group: 'authentication.k8s.io',
+        version: 'v1',
+        kind: 'TokenRequest',
+        verbs: ['create'],
+      });
+    }
   }
   return {
     kind: 'APIResourceList',
@@ -138,6 +149,12 @@ function discoveryResource(t: ResourceType, version: string): JsonObject {
     subresources.push({
       subresource: 'binding',
       responseKind: { group: '', version: 'v1', kind: 'Binding' },
+      verbs: ['create'],
+    });
+  if (t.id === '/serviceaccounts')
+    subresources.push({
+      subresource: 'token',
+      responseKind: { group: 'authentication.k8s.io', version: 'v1', kind: 'TokenRequest' },
       verbs: ['create'],
     });
   if (subresources.length > 0) r.subresources = subresources;

@@ -268,7 +268,8 @@ export function registerHttpApi(app: FastifyInstance, o: HttpApiOptions): void {
       const known =
         (subresource === 'status' && type.statusSubresource) ||
         (subresource === 'binding' && type.id === '/pods') ||
-        (subresource === 'finalize' && type.id === '/namespaces');
+        (subresource === 'finalize' && type.id === '/namespaces') ||
+        (subresource === 'token' && type.id === '/serviceaccounts');
       if (!known) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     }
     return { type, version, namespace, name, subresource, watchPath };
@@ -388,7 +389,7 @@ export function registerHttpApi(app: FastifyInstance, o: HttpApiOptions): void {
         }
         const format = negotiate(req.headers.accept, q, true);
         if (ctx.name) {
-          if (r.subresource === 'binding')
+          if (r.subresource === 'binding' || r.subresource === 'token')
             throw methodNotAllowed('the server does not allow this method on the requested resource');
           return respond(200, core.get(ctx), format);
         }
@@ -431,6 +432,7 @@ export function registerHttpApi(app: FastifyInstance, o: HttpApiOptions): void {
       case 'POST': {
         const format = negotiate(req.headers.accept, q, true);
         if (r.subresource === 'binding') return respond(201, core.bind(ctx, body()), { kind: 'json' });
+        if (r.subresource === 'token') return respond(201, core.tokenRequest(ctx, body()), { kind: 'json' });
         if (ctx.name !== undefined)
           throw methodNotAllowed('the server does not allow this method on the requested resource');
         return respond(201, core.create(ctx, body()), format);
@@ -439,14 +441,14 @@ export function registerHttpApi(app: FastifyInstance, o: HttpApiOptions): void {
         const format = negotiate(req.headers.accept, q, true);
         if (!ctx.name)
           throw methodNotAllowed('the server does not allow this method on the requested resource');
-        if (r.subresource === 'binding')
+        if (r.subresource === 'binding' || r.subresource === 'token')
           throw methodNotAllowed('the server does not allow this method on the requested resource');
         if (r.subresource === 'finalize') ctx.subresource = undefined;
         return respond(200, core.update(ctx, body()), format);
       }
       case 'PATCH': {
         const format = negotiate(req.headers.accept, q, true);
-        if (!ctx.name || r.subresource === 'binding')
+        if (!ctx.name || r.subresource === 'binding' || r.subresource === 'token')
           throw methodNotAllowed('the server does not allow this method on the requested resource');
         const contentType = String(req.headers['content-type'] ?? '');
         const patchTypes = [

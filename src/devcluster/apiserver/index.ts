@@ -133,6 +133,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     nodePorts,
     log,
     onNamespaceCreated: (name) => setImmediate(() => populateNamespace(name)),
+    issueToken: (namespace, name, expirationSeconds) =>
+      tokens.serviceAccountToken(namespace, name, expirationSeconds),
   });
   core.restore();
 

@@ -216,6 +216,15 @@ const kinds: Record<string, Schema> = {
     1: msg('metadata', objectMeta),
     2: { name: 'status', kind: 'ignored' },
   },
+  'authentication.k8s.io/v1/TokenRequest': {
+    1: msg('metadata', objectMeta),
+    2: msg('spec', {
+      1: strs('audiences'),
+      3: msg('boundObjectRef', { 1: str('kind'), 2: str('apiVersion'), 3: str('name'), 4: str('uid') }),
+      4: int('expirationSeconds'),
+    }),
+    3: { name: 'status', kind: 'ignored' },
+  },
   'apps/v1/Deployment': {
     1: msg('metadata', objectMeta),
     2: msg('spec', {
