@@ -576,6 +576,38 @@ function rawRequest(
   });
 }
 
+describe('custom resource definitions', () => {
+  it('deleting a CRD deletes its objects and ends the watches on them', async () => {
+    await kubectlOk('apply', '-f', join(manifests, 'crd-widget.yaml'));
+    await waitFor(
+      'the widget resource',
+      async () => (await kubectl('get', 'widgets', '-A')).code === 0 || undefined,
+    );
+    await kubectlOk('apply', '-f', join(manifests, 'widget.yaml'));
+    const events: string[] = [];
+    let ended = false;
+    await new Watch(kc).watch(
+      '/apis/example.weft.dev/v1alpha1/namespaces/weft-demo/widgets',
+      {},
+      (type, object) => events.push(`${type} ${object.metadata?.name}`),
+      () => {
+        ended = true;
+      },
+    );
+    await waitFor('the existing widget', () => events.includes('ADDED gizmo'));
+    await kubectlOk('delete', 'crd', 'widgets.example.weft.dev');
+    await waitFor('the watch to end', () => ended);
+    expect(events).toEqual(['ADDED gizmo', 'DELETED gizmo']);
+    const r = await rawRequest(
+      'GET',
+      '/apis/example.weft.dev/v1alpha1/namespaces/weft-demo/widgets',
+      undefined,
+      { authorization: `Bearer ${server.adminToken}` },
+    );
+    expect(r.status).toBe(404);
+  });
+});
+
 describe('server behaviour clients rely on', () => {
   it('a watch without resourceVersion starts with ADDED for what exists, and timeoutSeconds ends it', async () => {
     await ensureNamespace('initial-events');

@@ -251,10 +251,26 @@ export class ObjectStore {
     return snapshot;
   }
 
-  /** Drops a whole collection (a deleted CRD's objects), emitting DELETED for each. */
+  /** Drops a whole collection (a deleted CRD's objects), emitting DELETED for each, then ends its watches. */
   dropCollection(typeId: string): number {
     const keys = [...this.keysOf(typeId)];
     for (const k of keys) this.delete(typeId, k);
+    const ends = this.dropListeners.get(typeId);
+    this.dropListeners.delete(typeId);
+    for (const end of ends ?? []) end();
     return keys.length;
+  }
+
+  private readonly dropListeners = new Map<string, Set<() => void>>();
+
+  /** Called when a type's collection is dropped (its CRD deleted); returns the unsubscribe. */
+  onDrop(typeId: string, listener: () => void): () => void {
+    let set = this.dropListeners.get(typeId);
+    if (!set) {
+      set = new Set();
+      this.dropListeners.set(typeId, set);
+    }
+    set.add(listener);
+    return () => set!.delete(listener);
   }
 }

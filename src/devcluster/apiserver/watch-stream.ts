@@ -180,7 +180,14 @@ export function serveWatch(
     for (const e of backlog) onEvent(e);
     lastRv = current;
   }
-  unsubscribe = core.store.subscribe(t.id, onEvent);
+  const unsubscribeEvents = core.store.subscribe(t.id, onEvent);
+  // A deleted CRD ends the watches on its resource, as kube-apiserver does; clients relist and
+  // find it gone.
+  const unsubscribeDrop = core.store.onDrop(t.id, () => finish(false));
+  unsubscribe = () => {
+    unsubscribeEvents();
+    unsubscribeDrop();
+  };
   if (bookmarks) {
     bookmarkTimer = setInterval(
       () => bookmark(Math.max(lastRv, core.store.resourceVersion)),

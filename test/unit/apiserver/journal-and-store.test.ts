@@ -123,6 +123,16 @@ describe('object store history', () => {
     }
   });
 
+  it('dropping a collection sends DELETED for each object, then tells its watchers it is gone', () => {
+    const store = new ObjectStore(100);
+    store.put('example.com/widgets', 'default/a', cm('a', '1'));
+    const seen: string[] = [];
+    store.subscribe('example.com/widgets', (e) => seen.push(`${e.type} ${e.key}`));
+    store.onDrop('example.com/widgets', () => seen.push('dropped'));
+    expect(store.dropCollection('example.com/widgets')).toBe(1);
+    expect(seen).toEqual(['DELETED default/a', 'dropped']);
+  });
+
   it('reconstructs the objects as they were at an older version (consistent pages)', () => {
     const store = new ObjectStore(100);
     store.put('/configmaps', 'default/a', cm('a', '1'));
