@@ -135,9 +135,14 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const child of children) if (child.exitCode === null && child.pid) process.kill(child.pid, 'SIGTERM');
-  await server?.close();
-  rmSync(dir, { recursive: true, force: true });
+  try {
+    for (const child of children) {
+      if (child.exitCode === null && child.signalCode === null && child.pid) child.kill('SIGTERM');
+    }
+    await server?.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 describe('client-node informers and watches', () => {
@@ -485,7 +490,7 @@ describe('kubectl', () => {
       );
       expect(err).toBe('');
     } finally {
-      if (watcher.pid && watcher.exitCode === null) process.kill(watcher.pid, 'SIGTERM');
+      if (watcher.exitCode === null && watcher.signalCode === null) watcher.kill('SIGTERM');
     }
   });
 
