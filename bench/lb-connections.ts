@@ -202,6 +202,7 @@ export async function runConnections(
   const sock = loadSocketLb(t, teardown);
 
   const load = async (client: CaseName, targets: string[], threads = opts.threads) => {
+    teardown.check();
     const cgroups = [t.clients[client].cgroup, t.backendCgroup];
     const before = cgroups.map(cgroupCpuUsec);
     const busyBefore = machineBusyUsec();

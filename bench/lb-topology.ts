@@ -106,22 +106,47 @@ export function checkHostRanges(): void {
   }
 }
 
-/** Undo steps, run last-in first-out; each one is tried even when an earlier one failed. */
+/**
+ * Undo steps, run last-in first-out; each one is tried even when an earlier one failed. run() may
+ * be called from a signal handler and from the failing main flow at once: both wait for the same
+ * cleanup. Whatever the main flow still makes once cleanup has begun is undone as it is added.
+ */
 export class Teardown {
   private readonly steps: Array<{ what: string; undo: () => void | Promise<void> }> = [];
+  private running?: Promise<void>;
+  private readonly late: Array<Promise<void>> = [];
+  private readonly problems: string[] = [];
+
   add(what: string, undo: () => void | Promise<void>): void {
+    if (this.running) {
+      this.late.push(this.attempt({ what, undo }));
+      return;
+    }
     this.steps.push({ what, undo });
   }
-  async run(): Promise<void> {
-    const problems: string[] = [];
-    for (const step of this.steps.splice(0).reverse()) {
-      try {
-        await step.undo();
-      } catch (err) {
-        problems.push(`${step.what}: ${(err as Error).message.split('\n')[0]}`);
+
+  /** Throws once cleanup has begun: the main flow calls it before it starts anything new. */
+  check(): void {
+    if (this.running) throw new Error('cleaning up: not starting anything new');
+  }
+
+  run(): Promise<void> {
+    this.running ??= (async () => {
+      for (const step of this.steps.splice(0).reverse()) await this.attempt(step);
+      await Promise.all(this.late);
+      if (this.problems.length > 0) {
+        process.stderr.write(`lb: cleanup problems: ${this.problems.join('; ')}\n`);
       }
+    })();
+    return this.running;
+  }
+
+  private async attempt(step: { what: string; undo: () => void | Promise<void> }): Promise<void> {
+    try {
+      await step.undo();
+    } catch (err) {
+      this.problems.push(`${step.what}: ${(err as Error).message.split('\n')[0]}`);
     }
-    if (problems.length > 0) process.stderr.write(`lb: cleanup problems: ${problems.join('; ')}\n`);
   }
 }
 
