@@ -30,8 +30,9 @@ const help: Record<string, string> = {
   up: `Usage: weft devcluster up [flags]
 
 Creates a cluster: a bridge, one network namespace per node (<name>-control-plane,
-<name>-worker, <name>-worker2, ...), the API server, the EndpointSlice controller, a scheduler
-and one kubelet per node; waits until every node is Ready.
+<name>-worker, <name>-worker2, ...), the API server, the EndpointSlice controller, a scheduler,
+one kubelet and one weft agent per node; waits until every node is Ready and every agent is
+ready. The cluster has no kube-proxy: Services work through weft.
 
 Flags:
       --name string           cluster name (default "dev")
@@ -39,7 +40,8 @@ Flags:
       --pod-cidr string       pod network; each node gets a /24 of it (default "10.244.0.0/16")
       --service-cidr string   Service ClusterIP range (default "10.96.0.0/12")
       --wait duration         how long to wait for the nodes to be Ready (default 2m)
-      --retain                keep a half-made cluster when creation fails (for debugging)`,
+      --retain                keep a half-made cluster when creation fails (for debugging)
+      --no-agent              start no weft agent (no Service then works: there is no kube-proxy)`,
   down: `Usage: weft devcluster down [--name dev]
 
 Deletes a cluster: its processes, pods, nodes, bridge, cgroups, BPF pins and record. Works on
@@ -120,6 +122,7 @@ async function up(args: string[]): Promise<number> {
       'service-cidr': { type: 'string', default: '10.96.0.0/12' },
       wait: { type: 'string', default: '2m' },
       retain: { type: 'boolean', default: false },
+      'no-agent': { type: 'boolean', default: false },
     },
     allowPositionals: true,
   });
@@ -141,6 +144,7 @@ async function up(args: string[]): Promise<number> {
       serviceCIDR: values['service-cidr'],
       waitMs: parseDuration('--wait', values.wait),
       retain: values.retain,
+      agents: !values['no-agent'],
     },
     progressPrinter(),
   );

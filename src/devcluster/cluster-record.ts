@@ -44,6 +44,8 @@ export interface ClusterRecord {
   clusterCgroup: string;
   daemonCgroup: string;
   nodes: NodeRecord[];
+  /** Whether each node runs a weft agent (`up --no-agent` leaves them out: then no Service works). */
+  agents?: boolean;
   daemon?: ProcessRecord;
 }
 
@@ -217,6 +219,7 @@ export function isClusterRecord(v: unknown): v is ClusterRecord {
     typeof v.daemonCgroup === 'string' &&
     Array.isArray(v.nodes) &&
     v.nodes.every(isNodeRecord) &&
+    (v.agents === undefined || typeof v.agents === 'boolean') &&
     (v.daemon === undefined || isProcessRecord(v.daemon))
   );
 }

@@ -16,7 +16,7 @@ import { startEndpointSliceController } from './controllers/endpointslice.js';
 import { addressAt, formatIPv4, parseCidr } from './ipv4.js';
 import { Kubelet } from './kubelet/kubelet.js';
 import { NodeProber } from './kubelet/network-prober.js';
-import { NODE_DAEMONS, NodeDaemonSupervisor } from './node-daemons.js';
+import { NodeDaemonSupervisor, weftAgentDaemon } from './node-daemons.js';
 import { isRunning, type ProcessRecord, recordProcess } from './process-record.js';
 import { Scheduler } from './scheduler.js';
 
@@ -129,7 +129,7 @@ export async function serveCluster(name: string): Promise<number> {
   });
   const nodeDaemons = new NodeDaemonSupervisor({
     nodes: rec.nodes,
-    specs: NODE_DAEMONS,
+    specs: rec.agents === false ? [] : [weftAgentDaemon(weft)],
     internalKubeconfig: paths.internalKubeconfig,
     logsDir: paths.logs,
     log: subsysLogger('devcluster-node-daemons'),

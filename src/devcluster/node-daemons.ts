@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { DEFAULT_RUN_DIR } from '../agent/config.js';
 import type { Logger } from '../shared/log.js';
 import type { NodeRecord } from './cluster-record.js';
 import { type ProcessRecord, recordChild, signalRecorded } from './process-record.js';
@@ -9,16 +10,52 @@ import { netnsPath, sandboxArgv } from './sandbox-exec.js';
 /**
  * Per-node system processes the daemon starts and supervises, the way kind runs a DaemonSet's
  * hostNetwork pods: in the node's network namespace and cgroup, with KUBECONFIG pointing at a
- * kubeconfig that reaches the API server over the bridge. `weft agent --node-name <node>`
- * goes here once it exists (it is an issue of its own); the list is empty until then.
+ * kubeconfig that reaches the API server over the bridge. The one node daemon is the weft
+ * agent, as Cilium's agent is on a kind cluster without kube-proxy.
  */
 export interface NodeDaemonSpec {
   /** Short name, used for logs and the process record: "agent". */
   name: string;
-  argv(node: NodeRecord): string[];
+  argv(node: NodeRecord, ctx: { kubeconfig: string }): string[];
 }
 
-export const NODE_DAEMONS: NodeDaemonSpec[] = [];
+/** The agents' /metrics, /healthz and /readyz port, on every address of the node (like Cilium's). */
+export const AGENT_METRICS_PORT = 9962;
+
+/** Where a node's agent keeps its API socket: the default, so `weft service list --node <node>` finds it. */
+export function agentStateDir(node: string): string {
+  return join(DEFAULT_RUN_DIR, node);
+}
+
+/**
+ * `weft agent` for one node: the socket load-balancer on the node's cgroup (its pods' cgroups
+ * are children of it, so it sees exactly them), NodePort on the node's eth0, maps and links
+ * pinned under the node's own directory, so agents of several nodes on one kernel never share
+ * maps (cilium/cilium#14951).
+ */
+export function weftAgentDaemon(weft: [string, string]): NodeDaemonSpec {
+  return {
+    name: 'agent',
+    argv: (node, ctx) => [
+      ...weft,
+      'agent',
+      '--node-name',
+      node.name,
+      '--kubeconfig',
+      ctx.kubeconfig,
+      '--cgroup-root',
+      node.cgroup,
+      '--bpf-root',
+      dirname(dirname(node.pinDir)),
+      '--state-dir',
+      agentStateDir(node.name),
+      '--devices',
+      'eth0',
+      '--prometheus-serve-addr',
+      `:${AGENT_METRICS_PORT}`,
+    ],
+  };
+}
 
 export class NodeDaemonSupervisor {
   private readonly running = new Map<string, ProcessRecord>();
@@ -58,7 +95,11 @@ export class NodeDaemonSupervisor {
     mkdirSync(join(this.opts.logsDir, 'nodes', node.name), { recursive: true });
     const fd = openSync(logFile, 'a');
     try {
-      const argv = sandboxArgv(node.cgroup, netnsPath(node.netns), spec.argv(node));
+      const argv = sandboxArgv(
+        node.cgroup,
+        netnsPath(node.netns),
+        spec.argv(node, { kubeconfig: this.opts.internalKubeconfig }),
+      );
       const child = spawn(argv[0] ?? 'sh', argv.slice(1), {
         detached: true,
         stdio: ['ignore', fd, fd],

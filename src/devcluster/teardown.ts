@@ -1,5 +1,6 @@
 import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { DEFAULT_RUN_DIR } from '../agent/config.js';
 import { cgroup2Mount, killCgroupTree, removeCgroupTree } from './cgroup2.js';
 import {
   type ClusterRecord,
@@ -17,6 +18,7 @@ import {
   isPodNetnsOf,
   nodePinDir,
 } from './naming.js';
+import { agentStateDir } from './node-daemons.js';
 import { type ProcessRecord, terminateRecorded } from './process-record.js';
 import { deleteHostLinks, deleteNetns, listHostLinks, listNetns } from './topology.js';
 
@@ -78,6 +80,9 @@ export async function teardownCluster(name: string, opts: TeardownOptions = {}):
   const pinDirs = new Set<string>(record?.nodes.map((n) => n.pinDir) ?? []);
   for (const d of listDir(join(bpffs, 'weft'))) if (isNodeNetnsOf(name, d)) pinDirs.add(nodePinDir(d, bpffs));
   const stateDir = clusterStateDir(name);
+  // Each node's agent keeps its API socket in /var/run/weft/<node>.
+  const agentDirs = new Set<string>((record?.nodes ?? []).map((n) => agentStateDir(n.name)));
+  for (const d of listDir(DEFAULT_RUN_DIR)) if (isNodeNetnsOf(name, d)) agentDirs.add(agentStateDir(d));
 
   const existed =
     record !== undefined ||
@@ -86,7 +91,8 @@ export async function teardownCluster(name: string, opts: TeardownOptions = {}):
     podNetns.size > 0 ||
     links.size > 0 ||
     (clusterCgroup !== undefined && existsSync(clusterCgroup)) ||
-    [...pinDirs].some((d) => existsSync(d));
+    [...pinDirs].some((d) => existsSync(d)) ||
+    [...agentDirs].some((d) => existsSync(d));
   if (!existed) return { existed, removed, warnings, errors };
 
   // Processes first: the daemon (so its kubelets stop restarting containers), then every
@@ -137,6 +143,16 @@ export async function teardownCluster(name: string, opts: TeardownOptions = {}):
       removed.push(`BPF pins ${dir}`);
     } catch (err) {
       errors.push(`BPF pins ${dir}: ${(err as Error).message}`);
+    }
+  }
+
+  for (const dir of agentDirs) {
+    if (!existsSync(dir)) continue;
+    try {
+      rmSync(dir, { recursive: true, force: true });
+      removed.push(`agent state ${dir}`);
+    } catch (err) {
+      errors.push(`agent state ${dir}: ${(err as Error).message}`);
     }
   }
 

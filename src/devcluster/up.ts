@@ -13,6 +13,7 @@ import {
   writeClusterRecord,
 } from './cluster-record.js';
 import { withHostLock } from './host-lock.js';
+import { AGENT_METRICS_PORT } from './node-daemons.js';
 import { parseCidr } from './ipv4.js';
 import { validateClusterName } from './naming.js';
 import { isRunning, type ProcessRecord, recordChild, sleep } from './process-record.js';
@@ -41,6 +42,8 @@ export interface UpOptions {
   serviceCIDR: string;
   waitMs: number;
   retain: boolean;
+  /** Start a weft agent on every node (default true). */
+  agents?: boolean;
 }
 
 export interface Progress {
@@ -75,6 +78,7 @@ export async function createCluster(opts: UpOptions, progress: Progress): Promis
           used,
         });
         const planned = clusterRecordFor(opts.name, plan, cgroup2Mount(), new Date());
+        planned.agents = opts.agents !== false;
         const conflicts = conflictingNames(planned, { netns: listNetns(), links: await listHostLinks() });
         if (conflicts.length > 0) {
           throw new WeftError(
@@ -109,6 +113,11 @@ export async function createCluster(opts: UpOptions, progress: Progress): Promis
       `Waiting for ${rec.nodes.length} node${rec.nodes.length === 1 ? '' : 's'} to be Ready`,
       () => waitForNodesReady(rec, daemon.kubeconfig, opts.waitMs),
     );
+    if (rec.agents) {
+      await progress.step(`Waiting for the weft agent${rec.nodes.length === 1 ? '' : 's'} to be ready`, () =>
+        waitForAgentsReady(rec, opts.waitMs),
+      );
+    }
     rec.phase = 'running';
     writeClusterRecord(rec);
     return rec;
@@ -192,6 +201,41 @@ async function waitForDaemon(
     if (!isRunning(proc)) throw daemonFailed(rec, 'the daemon exited while starting');
     if (Date.now() > deadline) throw daemonFailed(rec, `the daemon did not come up within ${waitMs / 1000}s`);
     await sleep(100);
+  }
+}
+
+/** Every node's agent answers /readyz with 200: its maps hold every Service and its programs are attached. */
+async function waitForAgentsReady(rec: ClusterRecord, waitMs: number): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  const last = new Map<string, string>();
+  for (;;) {
+    const pending: string[] = [];
+    await Promise.all(
+      rec.nodes.map(async (n) => {
+        try {
+          const res = await fetch(`http://${n.ip}:${AGENT_METRICS_PORT}/readyz`, {
+            signal: AbortSignal.timeout(2_000),
+          });
+          const body = (await res.json().catch(() => ({}))) as { reason?: string };
+          if (res.status === 200) return;
+          last.set(n.name, body.reason ?? `HTTP ${res.status}`);
+        } catch (err) {
+          last.set(n.name, `not answering (${(err as Error).message})`);
+        }
+        pending.push(n.name);
+      }),
+    );
+    if (pending.length === 0) return;
+    if (Date.now() > deadline) {
+      const logs = recordPaths(rec.name).logs;
+      throw new WeftError(
+        'WEFT_ERR_TIMEOUT',
+        `weft agent not ready after ${waitMs / 1000}s on ${pending
+          .map((n) => `${n}: ${last.get(n)}`)
+          .join('; ')}; see ${logs}/nodes/<node>/agent.log`,
+      );
+    }
+    await sleep(200);
   }
 }
 
