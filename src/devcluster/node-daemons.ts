@@ -19,6 +19,11 @@ export interface NodeDaemonSpec {
   argv(node: NodeRecord, ctx: { kubeconfig: string }): string[];
 }
 
+/** A node daemon's cgroup: a child of its node's, as a hostNetwork pod's would be. */
+export function daemonCgroupDir(node: Pick<NodeRecord, 'cgroup'>, spec: Pick<NodeDaemonSpec, 'name'>): string {
+  return join(node.cgroup, `weft-${spec.name}`);
+}
+
 /** The agents' /metrics, /healthz and /readyz port, on every address of the node (like Cilium's). */
 export const AGENT_METRICS_PORT = 9962;
 
@@ -95,8 +100,12 @@ export class NodeDaemonSupervisor {
     mkdirSync(join(this.opts.logsDir, 'nodes', node.name), { recursive: true });
     const fd = openSync(logFile, 'a');
     try {
+      // Its own child of the node's cgroup, like a hostNetwork pod's: under the node's socket
+      // load-balancer, and the node's directory itself holds no processes.
+      const cgroup = daemonCgroupDir(node, spec);
+      mkdirSync(cgroup, { recursive: true });
       const argv = sandboxArgv(
-        node.cgroup,
+        cgroup,
         netnsPath(node.netns),
         spec.argv(node, { kubeconfig: this.opts.internalKubeconfig }),
       );
