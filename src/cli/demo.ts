@@ -1,5 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createSocket } from 'node:dgram';
 import { createServer, get as httpGet } from 'node:http';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -11,6 +12,7 @@ import { BpfObject } from '../datapath/object.js';
 import { netnsPath, sandboxArgv } from '../devcluster/sandbox-exec.js';
 import { WeftError } from '../shared/errors.js';
 import { bpfObjectPath, weftCommand } from '../shared/self.js';
+import { DEMO_CLUSTER, servicesDemo } from './demo-services.js';
 import { formatTable, parseOutputFormat, printJson } from './output.js';
 
 /**
@@ -23,22 +25,26 @@ import { formatTable, parseOutputFormat, printJson } from './output.js';
  * Two hidden roles run inside the sandbox: `weft demo _backend` and `weft demo _client`.
  */
 
-const USAGE = `Show weft's socket load-balancing working on this machine.
+const USAGE = `Show weft working on this machine.
 
 Usage:
-  weft demo [socket-lb] [flags]
-
-It creates a network namespace and a cgroup (named weft-demo-<pid>), attaches weft's socket
-load-balancer (cgroup connect/sendmsg/recvmsg/getpeername programs) to the cgroup, starts three
-HTTP backends, and sends connections to a ClusterIP from a client inside the cgroup. Then it
-removes one backend from the ClusterIP and shows that it gets no new connections. Everything
-is removed afterwards. Needs root.
+  weft demo [services|socket-lb] [flags]
 
 Demos:
-  socket-lb   (default) ClusterIP load-balancing at connect() time, with no per-packet NAT
+  services    (default) weft replacing kube-proxy: a 2-node devcluster named "${DEMO_CLUSTER}" (no
+              kube-proxy, one weft agent per node), three agnhost pods behind a NodePort Service,
+              traffic to its ClusterIP over TCP and UDP from a pod and to its NodePort from this
+              host, 'weft service list', then a deleted backend that new connections avoid.
+              The cluster is removed at the end unless --keep.
+  socket-lb   the socket load-balancer alone, without Kubernetes: a network namespace and a
+              cgroup (weft-demo-<pid>) with weft's cgroup connect/sendmsg/recvmsg/getpeername
+              programs, three HTTP backends and a fake ClusterIP written straight into the maps.
+
+Both remove everything they made, also on error and Ctrl-C. Needs root.
 
 Flags:
   -n, --connections int   connections per round (default 30)
+      --keep              services: keep the cluster afterwards to explore it
   -o, --output string     output format: table or json (default table)
   -h, --help              help for demo
 `;
@@ -68,12 +74,14 @@ export async function run(args: string[]): Promise<number> {
   const [first, ...rest] = args;
   if (first === '_backend') return runBackend(rest);
   if (first === '_client') return runClient(rest);
+  if (first === '_udp-client') return runUdpClient(rest);
   const named = first !== undefined && !first.startsWith('-');
-  const scenario = named ? first : 'socket-lb';
+  const scenario = named ? first : 'services';
   const { values } = parseArgs({
     args: named ? rest : args,
     options: {
       connections: { type: 'string', short: 'n', default: '30' },
+      keep: { type: 'boolean', default: false },
       output: { type: 'string', short: 'o' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -83,8 +91,11 @@ export async function run(args: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  if (scenario !== 'socket-lb') {
-    throw new WeftError('WEFT_ERR_USAGE', `unknown demo "${scenario}" for "weft demo"; available: socket-lb`);
+  if (scenario !== 'socket-lb' && scenario !== 'services') {
+    throw new WeftError(
+      'WEFT_ERR_USAGE',
+      `unknown demo "${scenario}" for "weft demo"; available: services, socket-lb`,
+    );
   }
   const connections = Number(values.connections);
   if (!Number.isInteger(connections) || connections < 1 || connections > 10_000) {
@@ -95,7 +106,10 @@ export async function run(args: string[]): Promise<number> {
   }
   const output = parseOutputFormat(values.output);
   const say = output === 'table' ? (line = '') => process.stdout.write(`${line}\n`) : () => {};
-  const report = await socketLbDemo(connections, say);
+  const report =
+    scenario === 'services'
+      ? await servicesDemo({ connections, keep: values.keep, say })
+      : await socketLbDemo(connections, say);
   if (output === 'json') printJson(report);
   if (report.problems.length > 0) {
     process.stderr.write(
@@ -479,23 +493,70 @@ async function runBackend(args: string[]): Promise<number> {
 async function runClient(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { host: { type: 'string' }, port: { type: 'string' }, count: { type: 'string', default: '1' } },
+    options: {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      count: { type: 'string', default: '1' },
+      path: { type: 'string', default: '/' },
+    },
   });
   const { host, port } = hostPort(`${values.host}:${values.port}`, '--host/--port');
   for (let i = 0; i < Number(values.count); i++) {
     const line = await new Promise<string>((resolve) => {
-      const req = httpGet({ host, port, path: '/', agent: false }, (res) => {
+      const req = httpGet({ host, port, path: values.path, agent: false, timeout: 3_000 }, (res) => {
         const peer = `${res.socket.remoteAddress}:${res.socket.remotePort}`;
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => {
           body += chunk;
         });
-        res.on('end', () => resolve(JSON.stringify({ backend: body, peer })));
+        res.on('end', () => resolve(JSON.stringify({ backend: body.trim(), peer })));
       });
+      req.on('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
       req.on('error', (err: NodeJS.ErrnoException) =>
         resolve(JSON.stringify({ error: err.code ?? err.message })),
       );
+    });
+    process.stdout.write(`${line}\n`);
+  }
+  return 0;
+}
+
+/**
+ * `weft demo _udp-client --host H --port P --count N [--path ignored]`: N datagrams "hostname",
+ * each from a new unconnected socket; one JSON line per reply with its text and its source.
+ */
+async function runUdpClient(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      count: { type: 'string', default: '1' },
+      path: { type: 'string' },
+    },
+  });
+  const { host, port } = hostPort(`${values.host}:${values.port}`, '--host/--port');
+  for (let i = 0; i < Number(values.count); i++) {
+    const line = await new Promise<string>((resolve) => {
+      const sock = createSocket('udp4');
+      const timer = setTimeout(() => {
+        sock.close();
+        resolve(JSON.stringify({ error: 'no reply within 3s' }));
+      }, 3_000);
+      sock.on('message', (msg, rinfo) => {
+        clearTimeout(timer);
+        sock.close();
+        resolve(
+          JSON.stringify({ backend: msg.toString('utf8').trim(), peer: `${rinfo.address}:${rinfo.port}` }),
+        );
+      });
+      sock.on('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        sock.close();
+        resolve(JSON.stringify({ error: err.code ?? err.message }));
+      });
+      sock.send('hostname', port, host);
     });
     process.stdout.write(`${line}\n`);
   }

@@ -166,6 +166,8 @@ export async function leftovers(
   for (const d of listDir('/sys/fs/bpf/weft'))
     if (isNodeNetnsOf(cluster, d)) found.push(`pin dir /sys/fs/bpf/weft/${d}`);
   if (existsSync(clusterStateDir(cluster))) found.push(`state ${clusterStateDir(cluster)}`);
+  for (const d of listDir('/var/run/weft'))
+    if (isNodeNetnsOf(cluster, d)) found.push(`agent state /var/run/weft/${d}`);
   for (const p of processes) if (isRunning(p)) found.push(`process ${p.pid} (${p.role})`);
   for (const pid of listDir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
