@@ -317,7 +317,7 @@ describe('a 2-node devcluster', () => {
     expect(r.stdout.trim()).toBe(`${p.status?.podIP} ${p.spec?.nodeName} gold`);
   });
 
-  it('runs node daemons in each node’s netns and cgroup with a kubeconfig that reaches the API', async () => {
+  it('runs node daemons in each node’s netns, in a child of its cgroup, with a kubeconfig that reaches the API', async () => {
     const rec = readClusterRecord(cluster);
     const out = `/tmp/weft-${cluster}-node-daemon`;
     const reports = new Map<string, string>();
@@ -349,7 +349,7 @@ describe('a 2-node devcluster', () => {
           ),
         );
         expect(reports.get(node.name)).toBe(
-          `0::/weft-devcluster/${cluster}/${node.name}\n${node.ip}/16\nnode/${node.name}\n`,
+          `0::/weft-devcluster/${cluster}/${node.name}/weft-probe\n${node.ip}/16\nnode/${node.name}\n`,
         );
       }
     } finally {
