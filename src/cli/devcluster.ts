@@ -16,6 +16,7 @@ namespaces on a bridge, the API server is weft's dev server, and kubectl works a
 Commands:
   up          create a cluster and wait until its nodes are Ready
   down        delete a cluster and everything it made
+  start       start a stopped cluster's daemon again (pods and agents kept running)
   status      show a cluster's nodes, pods and API endpoint
   list        list clusters on this host
   kubeconfig  print the path of a cluster's kubeconfig
@@ -46,6 +47,13 @@ Flags:
 
 Deletes a cluster: its processes, pods, nodes, bridge, cgroups, BPF pins and record. Works on
 half-made or crashed clusters too; deleting a cluster that does not exist is not an error.`,
+  start: `Usage: weft devcluster start [--name dev] [--wait 2m]
+
+Starts the daemon (API server, controllers, kubelets, agent supervisor) of a cluster whose daemon
+is not running: stopped with SIGTERM, killed or crashed. Pods and agents keep running while it is
+down; the new daemon listens on the same API port when that is free (kubeconfigs stay valid) and
+takes over the agents that still run instead of starting second ones. Waits until the nodes and
+agents are ready.`,
   status: `Usage: weft devcluster status [--name dev] [-o table|json]`,
   list: `Usage: weft devcluster list [-o table|json]`,
   kubeconfig: `Usage: weft devcluster kubeconfig [--name dev] [--internal]
@@ -85,6 +93,8 @@ export async function run(args: string[]): Promise<number> {
     case 'down':
     case 'delete':
       return down(rest);
+    case 'start':
+      return start(rest);
     case 'status':
       return status(rest);
     case 'list':
@@ -185,6 +195,20 @@ async function down(args: string[]): Promise<number> {
     );
   }
   process.stderr.write(`Deleted cluster "${name}".\n`);
+  return 0;
+}
+
+async function start(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { name: { type: 'string' }, wait: { type: 'string', default: '2m' } },
+    allowPositionals: true,
+  });
+  rejectPositionals('start', positionals);
+  const name = nameFlag(values.name);
+  const { startClusterDaemon } = await import('../devcluster/up.js');
+  await startClusterDaemon(name, parseDuration('--wait', values.wait), progressPrinter());
+  process.stderr.write(`Cluster "${name}" is running.\n`);
   return 0;
 }
 

@@ -27,7 +27,9 @@ const log = subsysLogger('devcluster');
  * and node agents in one process — the API server (on 127.0.0.1 for the host's kubectl and on
  * the bridge IP for nodes and pods), the EndpointSlice controller, the scheduler, one kubelet
  * per node and the per-node daemons. SIGTERM stops the watchers and the API server but leaves
- * pods running: `down` ends them from the record.
+ * pods and node daemons running: `down` ends them from the record. Started again (`weft
+ * devcluster start`), it listens on the previous API port when that is free and adopts the node
+ * daemons that still run, so the agents' watches reconnect to it unchanged.
  */
 export async function serveCluster(name: string): Promise<number> {
   const rec = readClusterRecord(name);
@@ -56,7 +58,16 @@ export async function serveCluster(name: string): Promise<number> {
     process.exit(1);
   });
 
-  const api = await startApiServerOnFreePort(rec, paths.apiserverData);
+  // The same port as before when it is free: node daemons that outlived the previous daemon
+  // (and kubectl users) hold kubeconfigs that name it.
+  const api = await startApiServerOnFreePort(rec, paths.apiserverData, previous?.apiServer.port);
+  const apiEndpointChanged = previous !== undefined && previous.apiServer.port !== api.port;
+  if (apiEndpointChanged) {
+    log.warn(
+      { previousPort: previous?.apiServer.port, port: api.port },
+      'the previous API port is taken; node daemons still running are restarted to reach the new one',
+    );
+  }
   const hostURL = `https://127.0.0.1:${api.port}`;
   const internalURL = `https://${rec.plan.bridgeIP}:${api.port}`;
   const clusterName = `weft-${name}`;
@@ -82,6 +93,9 @@ export async function serveCluster(name: string): Promise<number> {
   );
 
   const helpers = new Map<string, ProcessRecord>();
+  // Node daemons outlive the daemon; they stay on record until the supervisor takes them over.
+  for (const p of previous?.helpers ?? [])
+    if (!p.role.startsWith('prober ') && isRunning(p)) helpers.set(p.role, p);
   const saveDaemonRecord = () =>
     writeDaemonRecord(name, {
       pid: self.pid,
@@ -132,6 +146,9 @@ export async function serveCluster(name: string): Promise<number> {
     specs: rec.agents === false ? [] : [weftAgentDaemon(weft)],
     internalKubeconfig: paths.internalKubeconfig,
     logsDir: paths.logs,
+    stateDir: paths.dir,
+    previous: previous?.helpers ?? [],
+    apiEndpointChanged,
     log: subsysLogger('devcluster-node-daemons'),
     onProcessesChanged: (procs) => {
       for (const key of [...helpers.keys()]) if (!key.startsWith('prober ')) helpers.delete(key);
@@ -168,9 +185,13 @@ export async function serveCluster(name: string): Promise<number> {
 async function startApiServerOnFreePort(
   rec: ClusterRecord,
   dataDir: string,
+  preferredPort?: number,
 ): Promise<{ server: ApiServer; port: number }> {
   for (let attempt = 0; ; attempt++) {
-    const port = await freePortOn([rec.plan.bridgeIP, '127.0.0.1']);
+    const port =
+      attempt === 0 && preferredPort !== undefined
+        ? preferredPort
+        : await freePortOn([rec.plan.bridgeIP, '127.0.0.1']);
     try {
       const server = await startApiServer({
         listen: [
@@ -185,6 +206,7 @@ async function startApiServerOnFreePort(
       return { server, port };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 5) throw err;
+      if (port === preferredPort) log.warn({ port }, 'the previous API port is in use; choosing another');
     }
   }
 }

@@ -139,6 +139,54 @@ export async function createCluster(opts: UpOptions, progress: Progress): Promis
   }
 }
 
+/**
+ * `weft devcluster start`: starts the daemon of a cluster whose daemon is not running (stopped
+ * with SIGTERM, killed, crashed) and waits, as `up` does, for the nodes and agents. Pods and
+ * agents that kept running are the new daemon's to look after; nothing is torn down here.
+ */
+export async function startClusterDaemon(name: string, waitMs: number, progress: Progress): Promise<void> {
+  validateClusterName(name);
+  if (process.getuid?.() !== 0) {
+    throw new WeftError(
+      'WEFT_ERR_PRIVILEGES',
+      'weft devcluster needs root (network namespaces, cgroups); run it with sudo',
+    );
+  }
+  const rec = readClusterRecord(name);
+  if (!rec) {
+    throw new WeftError(
+      'WEFT_ERR_NOT_FOUND',
+      `no devcluster named "${name}"; create one with 'weft devcluster up --name ${name}'`,
+    );
+  }
+  const previous = readDaemonRecord(name);
+  if (previous && isRunning({ pid: previous.pid, startTime: previous.startTime, role: 'daemon' })) {
+    throw new WeftError(
+      'WEFT_ERR_DAEMON',
+      `the daemon of cluster "${name}" is already running (pid ${previous.pid}); nothing to start`,
+    );
+  }
+  progress.line(`Starting cluster "${name}" ...`);
+  const daemon = await progress.step(
+    'Starting control plane (API server, controllers, kubelets)',
+    async () => {
+      const proc = startDaemon(rec);
+      rec.daemon = proc;
+      writeClusterRecord(rec);
+      return waitForDaemon(rec, proc, waitMs);
+    },
+  );
+  await progress.step(
+    `Waiting for ${rec.nodes.length} node${rec.nodes.length === 1 ? '' : 's'} to be Ready`,
+    () => waitForNodesReady(rec, daemon.kubeconfig, waitMs),
+  );
+  if (rec.agents) {
+    await progress.step(`Waiting for the weft agent${rec.nodes.length === 1 ? '' : 's'} to be ready`, () =>
+      waitForAgentsReady(rec, waitMs),
+    );
+  }
+}
+
 /** Node networks of other clusters recorded on this host, even ones still being created. */
 function otherClustersRanges(self: string): UsedRange[] {
   const used: UsedRange[] = [];
