@@ -486,11 +486,8 @@ async function runBackend(args: string[]): Promise<number> {
   return 0;
 }
 
-/**
- * `weft demo _client --host H --port P --count N`: N HTTP GETs, each on a new connection; one
- * JSON line per request with the backend's answer and what getpeername(2) said.
- */
-async function runClient(args: string[]): Promise<number> {
+/** The client roles' flags: --host H --port P [--count N] [--path /p]. */
+function clientArgs(args: string[]): { host: string; port: number; count: number; path: string } {
   const { values } = parseArgs({
     args,
     options: {
@@ -500,10 +497,22 @@ async function runClient(args: string[]): Promise<number> {
       path: { type: 'string', default: '/' },
     },
   });
-  const { host, port } = hostPort(`${values.host}:${values.port}`, '--host/--port');
-  for (let i = 0; i < Number(values.count); i++) {
+  return {
+    ...hostPort(`${values.host}:${values.port}`, '--host/--port'),
+    count: Number(values.count),
+    path: values.path,
+  };
+}
+
+/**
+ * `weft demo _client --host H --port P --count N [--path /p]`: N HTTP GETs, each on a new connection; one
+ * JSON line per request with the backend's answer and what getpeername(2) said.
+ */
+async function runClient(args: string[]): Promise<number> {
+  const { host, port, count, path } = clientArgs(args);
+  for (let i = 0; i < count; i++) {
     const line = await new Promise<string>((resolve) => {
-      const req = httpGet({ host, port, path: values.path, agent: false, timeout: 3_000 }, (res) => {
+      const req = httpGet({ host, port, path, agent: false, timeout: 3_000 }, (res) => {
         const peer = `${res.socket.remoteAddress}:${res.socket.remotePort}`;
         let body = '';
         res.setEncoding('utf8');
@@ -523,21 +532,12 @@ async function runClient(args: string[]): Promise<number> {
 }
 
 /**
- * `weft demo _udp-client --host H --port P --count N [--path ignored]`: N datagrams "hostname",
+ * `weft demo _udp-client --host H --port P --count N`: N datagrams "hostname",
  * each from a new unconnected socket; one JSON line per reply with its text and its source.
  */
 async function runUdpClient(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      host: { type: 'string' },
-      port: { type: 'string' },
-      count: { type: 'string', default: '1' },
-      path: { type: 'string' },
-    },
-  });
-  const { host, port } = hostPort(`${values.host}:${values.port}`, '--host/--port');
-  for (let i = 0; i < Number(values.count); i++) {
+  const { host, port, count } = clientArgs(args);
+  for (let i = 0; i < count; i++) {
     const line = await new Promise<string>((resolve) => {
       const sock = createSocket('udp4');
       const timer = setTimeout(() => {
