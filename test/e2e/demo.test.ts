@@ -35,16 +35,10 @@ describe('weft demo', () => {
     expect(afterDelete.spread[afterDelete.removed]).toBeUndefined();
     expect(Object.values(afterDelete.spread).reduce((a, b) => a + b, 0)).toBe(24);
     expect(afterDelete.appliedWithinMs).toBeLessThan(1_000);
-    // `weft service list` showed the Service's ClusterIP and NodePort frontends with all backends.
+    // `weft service list` showed the Service's ClusterIP and NodePort frontends with all backends
+    // (TCP and UDP; NodePorts on the client's node's own address only).
     const frontends = report.weftServiceList.filter((s) => s.service?.name === 'echo');
-    expect(frontends.map((f) => f.type).sort()).toEqual([
-      'ClusterIP',
-      'ClusterIP',
-      'NodePort',
-      'NodePort',
-      'NodePort',
-      'NodePort',
-    ]);
+    expect(frontends.map((f) => f.type).sort()).toEqual(['ClusterIP', 'ClusterIP', 'NodePort', 'NodePort']);
     for (const f of frontends) expect(f.backends).toHaveLength(3);
 
     expect(await leftovers(report.cluster)).toEqual([]);

@@ -246,22 +246,26 @@ describe('the reconciler', () => {
     expect(maps.calls).toEqual(['updateFrontends -10.96.0.11:80/TCP', 'removeBackends 1']);
   });
 
-  it('NodePort frontends follow the nodes: a node IP change moves them', () => {
+  it('NodePort frontends follow this node’s addresses; other nodes’ addresses are theirs', () => {
     cache.upsert(
       'Service',
       service('np', { type: 'NodePort', clusterIP: '10.96.0.20', ports: [{ port: 80, nodePort: 30080 }] }),
     );
     cache.upsert('Node', node('node-b', ['172.30.0.3']));
     r.sync(true);
-    expect(Object.keys(maps.view())).toContain('172.30.0.3:30080/TCP');
+    expect(Object.keys(maps.view())).toContain('172.30.0.2:30080/TCP');
+    expect(Object.keys(maps.view())).not.toContain('172.30.0.3:30080/TCP');
     maps.calls = [];
-    cache.upsert('Node', node('node-b', ['172.30.0.3'], { conditions: [{ type: 'Ready', status: 'True' }] }));
+    cache.upsert('Node', node('node-a', ['172.30.0.2'], { conditions: [{ type: 'Ready', status: 'True' }] }));
     expect(r.sync(false).services).toBe(0); // a heartbeat changes nothing
     cache.upsert('Node', node('node-b', ['172.30.0.4']));
     r.sync(false);
+    expect(maps.calls).toEqual([]);
+    cache.upsert('Node', node('node-a', ['172.30.0.5']));
+    r.sync(false);
     expect(maps.calls).toEqual([
-      'updateFrontends -172.30.0.3:30080/TCP',
-      'updateFrontends 172.30.0.4:30080/TCP',
+      'updateFrontends -172.30.0.2:30080/TCP',
+      'updateFrontends 172.30.0.5:30080/TCP',
     ]);
   });
 

@@ -108,14 +108,20 @@ describe('Service → frontends and backends (Kubernetes semantics)', () => {
       want: { '10.96.0.10:3868/SCTP ClusterIP': '10.244.1.2:3868' },
     },
     {
-      name: 'NodePort: one frontend per node InternalIP per nodePort, on every node',
+      name: 'NodePort: one frontend per nodePort on this node’s InternalIP; other nodes’ addresses are theirs',
       svc: service('np', { type: 'NodePort', ports: [{ port: 80, nodePort: 30080 }] }),
       slices: [slice('np-1', 'np', [ep('10.244.1.2')])],
       want: {
         '10.96.0.10:80/TCP ClusterIP': '10.244.1.2:80',
         '172.30.0.2:30080/TCP NodePort': '10.244.1.2:80',
-        '172.30.0.3:30080/TCP NodePort': '10.244.1.2:80',
       },
+    },
+    {
+      name: 'NodePort: no frontend on node addresses while this node’s Node is unknown',
+      svc: service('np', { type: 'NodePort', ports: [{ port: 80, nodePort: 30080 }] }),
+      nodes: [node('node-b', ['172.30.0.3'])],
+      slices: [slice('np-1', 'np', [ep('10.244.1.2')])],
+      want: { '10.96.0.10:80/TCP ClusterIP': '10.244.1.2:80' },
     },
     {
       name: 'NodePort: a node with two InternalIPs gets two frontends; other address types none',
@@ -153,7 +159,6 @@ describe('Service → frontends and backends (Kubernetes semantics)', () => {
       want: {
         '10.96.0.10:443/TCP ClusterIP': '10.244.1.2:8443',
         '172.30.0.2:31443/TCP NodePort': '10.244.1.2:8443',
-        '172.30.0.3:31443/TCP NodePort': '10.244.1.2:8443',
         '203.0.113.10:443/TCP LoadBalancer': '10.244.1.2:8443',
       },
     },
@@ -178,7 +183,6 @@ describe('Service → frontends and backends (Kubernetes semantics)', () => {
       want: {
         '10.96.0.10:80/TCP ClusterIP': '10.244.1.2:80 10.244.2.2:80',
         '172.30.0.2:30080/TCP NodePort': 'ext: 10.244.1.2:80 | int: 10.244.1.2:80 10.244.2.2:80',
-        '172.30.0.3:30080/TCP NodePort': 'ext: 10.244.1.2:80 | int: 10.244.1.2:80 10.244.2.2:80',
         '198.51.100.7:80/TCP ExternalIP': 'ext: 10.244.1.2:80 | int: 10.244.1.2:80 10.244.2.2:80',
       },
     },

@@ -11,7 +11,7 @@
  *   fallback), separately for the cluster-wide and the node-local lists;
  * - ClusterIP frontends serve in-cluster clients: internalTrafficPolicy Local lists only this
  *   node's endpoints; none local → count 0 (refused at once);
- * - NodePort (every node's InternalIPs), externalIPs and LoadBalancer ingress IPs serve external
+ * - NodePort (this node's InternalIPs), externalIPs and LoadBalancer ingress IPs serve external
  *   clients (EXT scope: externalTrafficPolicy) and in-cluster ones (INT scope:
  *   internalTrafficPolicy); when the two policies differ the frontend has two scopes;
  * - headless, unset-ClusterIP and ExternalName Services have no frontends;
@@ -117,7 +117,7 @@ export function desiredService(
   if (svc.type === 'ExternalName' || svc.headless || svc.clusterIPs.length === 0) return out;
 
   const sortedSlices = slices.length > 1 ? [...slices].sort((a, b) => compareKeys(a.name, b.name)) : slices;
-  let sortedNodes: readonly NodeInfo[] | undefined;
+  let ownNode: NodeInfo | undefined;
   const seenFrontends = new Set<string>();
 
   for (const port of svc.ports) {
@@ -180,11 +180,13 @@ export function desiredService(
 
       add(clusterIP, port.port, 'ClusterIP');
       if (port.nodePort !== undefined && (svc.type === 'NodePort' || svc.type === 'LoadBalancer')) {
-        sortedNodes ??= [...nodes].sort((a, b) => compareKeys(a.name, b.name));
-        for (const node of sortedNodes) {
-          for (const nodeIP of node.internalIPs) {
-            if (familyOf(nodeIP) === family) add(nodeIP, port.nodePort, 'NodePort');
-          }
+        // Like kube-proxy and Cilium, a node serves NodePorts on its own addresses only: a client
+        // of another node's address is that node's to balance, with that node's endpoints. (Every
+        // node's addresses on every node would also cost each node a frontend and a u16
+        // rev_nat_index per node per nodePort.)
+        ownNode ??= nodes.find((n) => n.name === nodeName);
+        for (const nodeIP of ownNode?.internalIPs ?? []) {
+          if (familyOf(nodeIP) === family) add(nodeIP, port.nodePort, 'NodePort');
         }
       }
       for (const ip of svc.externalIPs) if (familyOf(ip) === family) add(ip, port.port, 'ExternalIP');
