@@ -168,10 +168,13 @@ export class NodeDaemonSupervisor {
         this.adopted.add(role);
         this.running.set(role, step.rec);
         this.startedAt.set(role, Date.now());
-        this.opts.log.info({ node: node.name, daemon: spec.name, pid: step.rec.pid }, 'node daemon adopted');
+        this.opts.log.info(
+          { node: node.name, daemon: spec.name, nodeDaemonPid: step.rec.pid },
+          'node daemon adopted',
+        );
       } else if (step.action === 'replace') {
         this.opts.log.info(
-          { node: node.name, daemon: spec.name, pid: step.rec.pid },
+          { node: node.name, daemon: spec.name, nodeDaemonPid: step.rec.pid },
           'node daemon restarted: the API server moved to another port',
         );
         void terminateRecorded([step.rec], 10_000).then(() => this.launch(node, spec));
@@ -233,7 +236,7 @@ export class NodeDaemonSupervisor {
     if (this.isHeld(node, spec)) {
       this.held.add(role);
       this.opts.log.warn(
-        { node: node.name, daemon: spec.name, pid: rec.pid, ...how, ranMs },
+        { node: node.name, daemon: spec.name, nodeDaemonPid: rec.pid, ...how, ranMs },
         'node daemon exited; held, not restarting until the hold file is removed',
       );
       return;
@@ -241,7 +244,14 @@ export class NodeDaemonSupervisor {
     const next = nextRestart(this.exits.get(role) ?? 0, ranMs);
     this.exits.set(role, next.exits);
     this.opts.log.warn(
-      { node: node.name, daemon: spec.name, pid: rec.pid, ...how, ranMs, restartInMs: next.delayMs },
+      {
+        node: node.name,
+        daemon: spec.name,
+        nodeDaemonPid: rec.pid,
+        ...how,
+        ranMs,
+        restartInMs: next.delayMs,
+      },
       'node daemon exited',
     );
     setTimeout(() => this.launch(node, spec), next.delayMs).unref();
