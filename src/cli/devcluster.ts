@@ -234,13 +234,14 @@ async function status(args: string[]): Promise<number> {
     `Networks:    nodes ${view.networks.nodes} (bridge ${view.networks.bridge} ${view.networks.bridgeIP}), pods ${view.networks.pods}, services ${view.networks.services}`,
     '',
     formatTable(
-      ['NODE', 'STATUS', 'ROLES', 'INTERNAL-IP', 'POD-CIDR', 'CGROUP'],
+      ['NODE', 'STATUS', 'ROLES', 'INTERNAL-IP', 'POD-CIDR', 'WEFT-AGENT', 'CGROUP'],
       view.nodes.map((n) => [
         n.name,
         n.ready === 'True' ? 'Ready' : n.ready === 'False' ? 'NotReady' : 'Unknown',
         n.roles,
         n.internalIP,
         n.podCIDR,
+        n.agent,
         n.cgroup,
       ]),
     ),

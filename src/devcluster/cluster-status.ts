@@ -6,6 +6,7 @@ import {
   readDaemonRecord,
   readPodRecords,
 } from './cluster-record.js';
+import { AGENT_METRICS_PORT } from './node-daemons.js';
 import { isRunning } from './process-record.js';
 
 /**
@@ -21,6 +22,8 @@ export interface NodeStatusView {
   podCIDR: string;
   netns: string;
   cgroup: string;
+  /** The node's weft agent: "Ready", "NotReady: <reason>", "Down" (not answering) or "None" (--no-agent). */
+  agent: string;
 }
 
 export interface PodStatusView {
@@ -71,9 +74,17 @@ export async function clusterStatus(name: string): Promise<ClusterStatusView> {
       podCIDR: n.podCIDR,
       netns: n.netns,
       cgroup: n.cgroup,
+      agent: rec.agents === false ? 'None' : 'Down',
     })),
     pods: [],
   };
+  if (rec.agents !== false) {
+    await Promise.all(
+      view.nodes.map(async (n) => {
+        n.agent = await agentReadiness(n.internalIP);
+      }),
+    );
+  }
   if (daemonRunning && daemon) {
     try {
       await fillFromApi(view, daemon.kubeconfig);
@@ -84,6 +95,20 @@ export async function clusterStatus(name: string): Promise<ClusterStatusView> {
   }
   if (!view.api.reachable) view.pods = podsFromRecords(name);
   return view;
+}
+
+/** The agent's /readyz on the node's metrics port, as a kubelet's readiness probe would ask it. */
+async function agentReadiness(nodeIP: string): Promise<string> {
+  try {
+    const res = await fetch(`http://${nodeIP}:${AGENT_METRICS_PORT}/readyz`, {
+      signal: AbortSignal.timeout(1_000),
+    });
+    if (res.status === 200) return 'Ready';
+    const body = (await res.json().catch(() => ({}))) as { reason?: string };
+    return `NotReady: ${body.reason ?? `HTTP ${res.status}`}`;
+  } catch {
+    return 'Down';
+  }
 }
 
 async function fillFromApi(view: ClusterStatusView, kubeconfig: string): Promise<void> {

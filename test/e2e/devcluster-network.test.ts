@@ -358,10 +358,12 @@ describe('a 2-node devcluster', () => {
     }
   });
 
-  it('shows nodes, pods and the API endpoint in status', async () => {
+  it('shows nodes, their weft agents, pods and the API endpoint in status', async () => {
     const table = await weftOk(['devcluster', 'status', '--name', cluster]);
     expect(table).toMatch(/API server:\s+https:\/\/127\.0\.0\.1:\d+/);
     expect(table).toMatch(new RegExp(`${cluster}-worker\\s+Ready`));
+    const view = JSON.parse(await weftOk(['devcluster', 'status', '--name', cluster, '-o', 'json']));
+    expect(view.nodes.map((n: { agent: string }) => n.agent)).toEqual(['Ready', 'Ready']);
     expect(table).toMatch(/default\s+net-b\s+1\/1\s+Running/);
     const list = JSON.parse(await weftOk(['devcluster', 'list', '-o', 'json']));
     expect(list).toContainEqual(expect.objectContaining({ name: cluster, state: 'Running', nodes: 2 }));
