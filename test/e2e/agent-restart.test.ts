@@ -333,6 +333,20 @@ function rateOver(r: LoadResult): number {
   return r.ok / ((r.t1 - r.t0) / 1000);
 }
 
+/** Successes per second in the generator's whole seconds that lie inside one of the windows. */
+function rateDuring(r: LoadResult, windows: Array<[number, number]>): { rate: number; seconds: number } {
+  let ok = 0;
+  let seconds = 0;
+  r.okPerSecond.forEach((n, i) => {
+    const from = r.t0 + i * 1000;
+    if (windows.some(([a, b]) => from >= a && from + 1000 <= b)) {
+      ok += n ?? 0;
+      seconds++;
+    }
+  });
+  return { rate: seconds === 0 ? 0 : ok / seconds, seconds };
+}
+
 function describeLoad(r: LoadResult): string {
   return `ok ${r.ok}, failed ${r.failed} ${JSON.stringify(r.errors)}, ${rateOver(r).toFixed(0)}/s over ${((r.t1 - r.t0) / 1000).toFixed(1)} s, per second ${JSON.stringify(r.okPerSecond)}, first failures ${JSON.stringify(r.failures)}`;
 }
@@ -414,9 +428,16 @@ describe('agent restart', () => {
     expect(result.failed, describeLoad(result)).toBe(0);
     expect(result.ok).toBe(result.started);
     expect(rateOver(result), describeLoad(result)).toBeGreaterThanOrEqual(200);
-    // The window holds both downtimes: the rate above includes them.
+    // The window holds both downtimes: the rate above includes them, and holds within them.
     expect(result.t0).toBeLessThan(killed.at);
     expect(result.t1).toBeGreaterThan(backAll.worker.at);
+    const whileDown = rateDuring(result, [
+      [killed.at, back.at],
+      [killedAll.cp.at, Math.max(backAll.cp.at, backAll.worker.at)],
+    ]);
+    process.stderr.write(`agent-restart load while agents were down: ${JSON.stringify(whileDown)}\n`);
+    expect(whileDown.seconds).toBeGreaterThanOrEqual(2);
+    expect(whileDown.rate, describeLoad(result)).toBeGreaterThanOrEqual(200);
     // Backends on both nodes answered.
     expect(Object.keys(result.hosts).sort()).toEqual(['be-1', 'be-2', 'be-3']);
 
