@@ -132,12 +132,19 @@ export interface RawList {
 
 /**
  * A full list, in pages of `limit` (as client-go's pager): the items of every page, and the
- * resourceVersion of the consistent snapshot they come from.
+ * resourceVersion of the consistent snapshot they come from. `item`, when given, turns each
+ * listed object into what the caller keeps (undefined: dropped) as its page arrives, so a
+ * large list never holds every full object at once, only one page of them.
  */
 export async function kubeListAll(
   kc: KubeConfig,
   path: string,
-  opts: { labelSelector?: string; fieldSelector?: string; limit?: number } = {},
+  opts: {
+    labelSelector?: string;
+    fieldSelector?: string;
+    limit?: number;
+    item?: (raw: unknown) => unknown;
+  } = {},
 ): Promise<RawList> {
   const items: unknown[] = [];
   let resourceVersion: string | undefined;
@@ -155,7 +162,14 @@ export async function kubeListAll(
       throw new WeftError('WEFT_ERR_KUBE_API', `GET ${path}: not a list`);
     }
     const p = page as RawList & { metadata?: { continue?: string; resourceVersion?: string } };
-    items.push(...p.items);
+    if (opts.item) {
+      for (const raw of p.items) {
+        const kept = opts.item(raw);
+        if (kept !== undefined) items.push(kept);
+      }
+    } else {
+      for (const raw of p.items) items.push(raw);
+    }
     resourceVersion ??= p.metadata?.resourceVersion;
     kind ??= p.kind;
     apiVersion ??= p.apiVersion;

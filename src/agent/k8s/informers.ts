@@ -178,16 +178,24 @@ export class ResourceInformer {
     this.watch.onWatchStart = () => this.markSynced();
     this.watch.onConnected = () => this.connected();
     const list = async (): Promise<KubernetesListObject<KubernetesObject>> => {
-      const raw = await kubeListAll(opts.kc, opts.spec.path, { labelSelector: opts.spec.labelSelector });
-      const items: KubernetesObject[] = [];
-      for (const item of raw.items) {
-        const slim = opts.spec.slim(item) as KubernetesObject | undefined;
-        if (slim && typeof slim.metadata?.name === 'string') items.push(slim);
-        else this.log.warn({ path: opts.spec.path }, 'listed object without a name; skipped');
-      }
+      // Slimmed page by page: the full objects of a large list are never all in memory at once.
+      const raw = await kubeListAll(opts.kc, opts.spec.path, {
+        labelSelector: opts.spec.labelSelector,
+        item: (item) => {
+          const slim = opts.spec.slim(item) as KubernetesObject | undefined;
+          if (slim && typeof slim.metadata?.name === 'string') return slim;
+          this.log.warn({ path: opts.spec.path }, 'listed object without a name; skipped');
+          return undefined;
+        },
+      });
       this.status.lastListAt = Date.now();
       this.connected();
-      return { apiVersion: raw.apiVersion, kind: raw.kind, metadata: raw.metadata, items };
+      return {
+        apiVersion: raw.apiVersion,
+        kind: raw.kind,
+        metadata: raw.metadata,
+        items: raw.items as KubernetesObject[],
+      };
     };
     this.lw = new ListWatch<KubernetesObject>(
       opts.spec.path,
