@@ -498,7 +498,15 @@ function frontendTypeOf(flags: number): FrontendType {
 }
 
 export function protocolName(proto: number): LbProtocol {
-  for (const [name, n] of Object.entries(lbProtocols)) if (n === proto) return name as LbProtocol;
+  // A switch, not a search of lbProtocols: map read-back calls this per frontend and backend.
+  switch (proto) {
+    case lbProtocols.TCP:
+      return 'TCP';
+    case lbProtocols.UDP:
+      return 'UDP';
+    case lbProtocols.SCTP:
+      return 'SCTP';
+  }
   throw new WeftError('WEFT_ERR_CODEC', `IP protocol ${proto} is not one weft balances`);
 }
 
@@ -556,8 +564,11 @@ export function frontendFromEntries(
   internal: LbService | undefined,
   slot: (scope: number, slot: number) => LbService | undefined,
 ): LbFrontend {
-  const ids = (scope: number, master: LbService) =>
-    Array.from({ length: master.count }, (_, i) => slot(scope, i + 1)?.backend_id ?? 0);
+  const ids = (scope: number, master: LbService) => {
+    const out = new Array<number>(master.count);
+    for (let i = 0; i < master.count; i++) out[i] = slot(scope, i + 1)?.backend_id ?? 0;
+    return out;
+  };
   const f: LbFrontend = {
     address: key.address,
     port: key.port,
@@ -1290,18 +1301,42 @@ export class LbMaps {
   }
 }
 
+/**
+ * The frontends a services map holds, from its entries (in any order). Entries are grouped per
+ * frontend with one string key each, and each scope's slots sit in an array by slot number, so
+ * reading back tens of thousands of entries builds no key per lookup.
+ */
 export function frontendsFromEntries(entries: Array<[Lb4Key, LbService]>): LbFrontend[] {
-  const index = new Map<string, LbService>();
-  const id = (k: Lb4Key) => `${k.address}|${k.dport}|${k.proto}|${k.scope}|${k.backend_slot}`;
-  for (const [k, v] of entries) index.set(id(k), v);
-  const out: LbFrontend[] = [];
+  /** Per frontend: its external master's key and, per scope, entries by slot (0: master). */
+  interface Group {
+    key: Lb4Key | undefined;
+    scopes: [Array<LbService | undefined>, Array<LbService | undefined>];
+  }
+  const groups = new Map<string, Group>();
   for (const [k, v] of entries) {
+    if (k.scope !== LbScope.external && k.scope !== LbScope.internal) continue;
+    const id = `${k.address}|${k.dport}|${k.proto}`;
+    let g = groups.get(id);
+    if (!g) {
+      g = { key: undefined, scopes: [[], []] };
+      groups.set(id, g);
+    }
+    g.scopes[k.scope]![k.backend_slot] = v;
+    if (k.backend_slot === 0 && k.scope === LbScope.external) g.key = k;
+  }
+  const out: LbFrontend[] = [];
+  for (const [k] of entries) {
+    // In the entries' order, once per frontend: at its external master.
     if (k.backend_slot !== 0 || k.scope !== LbScope.external) continue;
+    const g = groups.get(`${k.address}|${k.dport}|${k.proto}`)!;
+    if (g.key !== k) continue;
     const key: FrontendAddress = { address: k.address, port: k.dport, protocol: protocolName(k.proto) };
-    const internal = index.get(id({ ...k, scope: LbScope.internal }));
     out.push(
-      frontendFromEntries(key, v, internal, (scope, slot) =>
-        index.get(id({ ...k, scope, backend_slot: slot })),
+      frontendFromEntries(
+        key,
+        g.scopes[LbScope.external][0]!,
+        g.scopes[LbScope.internal][0],
+        (scope, slot) => g.scopes[scope as 0 | 1]?.[slot],
       ),
     );
   }

@@ -412,3 +412,47 @@ describe('planning frontend changes', () => {
     expect(sim.decode()).toEqual([v6]);
   });
 });
+
+describe('reading frontends back from service entries', () => {
+  const twoScopes: LbFrontend = {
+    address: '192.168.1.5',
+    port: 30080,
+    protocol: 'UDP',
+    type: 'NodePort',
+    revNatIndex: 9,
+    backends: [4],
+    internalBackends: [4, 5, 6],
+    externalTrafficPolicy: 'Local',
+    internalTrafficPolicy: 'Cluster',
+    affinityTimeoutSeconds: 60,
+  };
+  const planned = (...fs: LbFrontend[]) => fs.flatMap((f) => planFrontend(undefined, f).serviceWrites);
+
+  it('whatever order the map walk gives, each frontend comes back once, as written', () => {
+    const entries = planned(clusterIP, twoScopes);
+    for (const order of [entries, [...entries].reverse(), [...entries.slice(3), ...entries.slice(0, 3)]]) {
+      const back = frontendsFromEntries(order.map(([k, v]) => [k, v] as [Lb4Key, LbService]));
+      expect(back.sort((a, b) => a.revNatIndex - b.revNatIndex)).toEqual([clusterIP, twoScopes]);
+    }
+  });
+
+  it('frontends that differ only by port or protocol stay apart', () => {
+    const udp: LbFrontend = { ...clusterIP, protocol: 'UDP', revNatIndex: 2, backends: [7] };
+    const otherPort: LbFrontend = { ...clusterIP, port: 81, revNatIndex: 3, backends: [8, 9] };
+    const back = frontendsFromEntries(planned(clusterIP, udp, otherPort));
+    expect(back.sort((a, b) => a.revNatIndex - b.revNatIndex)).toEqual([clusterIP, udp, otherPort]);
+  });
+
+  it('a missing slot reads as backend 0; slots and INT runs without an EXT master are no frontend', () => {
+    const entries = planned(clusterIP).filter(([k]) => k.backend_slot !== 2);
+    expect(frontendsFromEntries(entries)[0]!.backends).toEqual([
+      clusterIP.backends[0],
+      0,
+      clusterIP.backends[2],
+    ]);
+    const orphans = planned(twoScopes).filter(
+      ([k]) => !(k.backend_slot === 0 && k.scope === LbScope.external),
+    );
+    expect(frontendsFromEntries(orphans)).toEqual([]);
+  });
+});
