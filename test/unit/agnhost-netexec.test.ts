@@ -3,7 +3,7 @@ import { createSocket } from 'node:dgram';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -345,6 +345,31 @@ describe('netexec UDP server', () => {
     expect(server.udpPorts).toEqual([]);
     expect((await get(server.httpPort, '/healthz')).status).toBe(412);
     expect((await get(server.httpPort, '/readyz')).status).toBe(412);
+  });
+});
+
+describe('netexec connections', () => {
+  it("keeps an idle keep-alive connection open, as agnhost's Go http.Server (no IdleTimeout) does", async () => {
+    const server = await netexec();
+    const socket = connect(server.httpPort, '127.0.0.1');
+    try {
+      const closed = new Promise<'closed'>((resolve) => socket.once('close', () => resolve('closed')));
+      const ask = () =>
+        new Promise<string>((resolve) => {
+          socket.once('data', (d: Buffer) => resolve(d.toString()));
+          socket.write('GET /hostname HTTP/1.1\r\nHost: netexec\r\n\r\n');
+        });
+      expect(await ask()).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nnetexec-pod-7$/);
+      // Idle for longer than Node's default keepAliveTimeout (5 s), which would close it.
+      const idle = await Promise.race([
+        closed,
+        new Promise<'open'>((r) => setTimeout(() => r('open'), 6_000)),
+      ]);
+      expect(idle).toBe('open');
+      expect(await ask()).toMatch(/\r\n\r\nnetexec-pod-7$/);
+    } finally {
+      socket.destroy();
+    }
   });
 });
 

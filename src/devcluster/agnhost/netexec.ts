@@ -103,6 +103,9 @@ export async function startNetexec(config: NetexecConfig): Promise<NetexecServer
   let server: Server;
   try {
     server = await createHttpServer(config, handler);
+    // agnhost's Go http.Server has no IdleTimeout: an idle keep-alive connection stays open
+    // until the client closes it. Node's default closes it after 5 s.
+    server.keepAliveTimeout = 0;
     await listen(server, config.httpPort, config.listenHost);
   } catch (err) {
     for (const socket of udpSockets) socket.close();
