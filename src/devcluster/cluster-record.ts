@@ -2,6 +2,7 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { WeftError } from '../shared/errors.js';
 import type { AddressPlan } from './address-plan.js';
+import type { ContainerState, TerminatedState } from './kubelet/pod-status.js';
 import { clusterStateDir, devclusterRoot } from './naming.js';
 import type { ProcessRecord } from './process-record.js';
 
@@ -72,6 +73,22 @@ export interface PodSandboxRecord {
   cgroup: string;
   containers: string[];
   processes: ProcessRecord[];
+  /**
+   * The kubelet's view of each container when it last started or lost one, read back by a
+   * restarted kubelet to take the pod over with the same status (as the real kubelet reads
+   * restart counts back from its runtime's container labels). Absent in older records.
+   */
+  containerStates?: RecordedContainer[];
+}
+
+export interface RecordedContainer {
+  name: string;
+  restartCount: number;
+  /** Runs started so far (restartCount + 1 once it ran; 0 before). */
+  runs: number;
+  containerID?: string;
+  state: ContainerState;
+  lastState?: TerminatedState;
 }
 
 export const recordPaths = (name: string) => {

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { NodeRecord, PodSandboxRecord } from './cluster-record.js';
 import { ensureCgroup, killCgroupTree, removeCgroupTree } from './cgroup2.js';
 import { HostCommandError, ip, runHost } from './host-command.js';
@@ -104,6 +105,25 @@ export async function createSandbox(node: NodeRecord, rec: PodSandboxRecord): Pr
   } catch (err) {
     await destroySandbox(node, rec, 0).catch(() => {});
     throw err;
+  }
+}
+
+/**
+ * Is the recorded sandbox whole? Its cgroup exists and, for pods with their own network, its
+ * netns holds the default route via the node's router from the pod IP: the script's last step,
+ * which it reaches only once the veth, the node side and the pod's address are in place.
+ */
+export async function sandboxIntact(node: NodeRecord, rec: PodSandboxRecord): Promise<boolean> {
+  if (!existsSync(rec.cgroup)) return false;
+  if (rec.hostNetwork) return true;
+  if (!rec.netns || !rec.veth || !rec.ip || !listNetns().has(rec.netns)) return false;
+  try {
+    const routes = await ip(['-o', 'route', 'show', 'default'], rec.netns);
+    return routes
+      .split('\n')
+      .some((r) => r.includes(`via ${node.routerIP} dev eth0`) && r.includes(`src ${rec.ip}`));
+  } catch {
+    return false;
   }
 }
 

@@ -2,9 +2,10 @@ import { spawn } from 'node:child_process';
 import { accessSync, closeSync, constants, mkdirSync, openSync } from 'node:fs';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import { constants as osConstants } from 'node:os';
-import { type ProcessRecord, recordChild } from '../process-record.js';
+import { isRunning, type ProcessRecord, recordChild, signalRecorded } from '../process-record.js';
 import { netnsPath, sandboxArgv } from '../sandbox-exec.js';
 import { ContainerConfigError } from './container-command.js';
+import { UNKNOWN_EXIT_CODE } from './sandbox-adoption.js';
 
 /**
  * One run of a container: a host process started inside the pod's network namespace and
@@ -16,12 +17,44 @@ export interface ContainerProcess {
   record: ProcessRecord;
   startedAt: Date;
   signal(sig: NodeJS.Signals): void;
+  /** Stop reporting its exit (the daemon is going; the process is left running). */
+  release(): void;
 }
 
 export interface ContainerExit {
   exitCode: number;
   signal?: number;
   finishedAt: Date;
+  /** Not our child: it ended, but its exit code cannot be known. */
+  unknown?: boolean;
+}
+
+/** How often a taken-over container is checked for having exited. */
+export const ADOPTED_POLL_MS = 500;
+
+/**
+ * A container process the previous daemon started and that still runs. It is not our child,
+ * so its exit is noticed by polling its PID and start time, and its exit code is unknown.
+ */
+export function adoptContainerProcess(
+  record: ProcessRecord,
+  startedAt: Date,
+  onExit: (exit: ContainerExit) => void,
+): ContainerProcess {
+  const timer = setInterval(() => {
+    if (isRunning(record)) return;
+    clearInterval(timer);
+    onExit({ exitCode: UNKNOWN_EXIT_CODE, finishedAt: new Date(), unknown: true });
+  }, ADOPTED_POLL_MS);
+  timer.unref();
+  return {
+    record,
+    startedAt,
+    signal: (sig) => {
+      signalRecorded(record, sig);
+    },
+    release: () => clearInterval(timer),
+  };
 }
 
 export function startContainerProcess(opts: {
@@ -51,7 +84,9 @@ export function startContainerProcess(opts: {
     const startedAt = new Date();
     const pid = child.pid;
     const record = pid === undefined ? undefined : recordChild(pid, opts.role);
+    let released = false;
     child.on('exit', (code, signal) => {
+      if (released) return;
       const signo = signal ? (osConstants.signals[signal] ?? 0) : undefined;
       opts.onExit({ exitCode: code ?? 128 + (signo ?? 0), signal: signo, finishedAt: new Date() });
     });
@@ -71,6 +106,9 @@ export function startContainerProcess(opts: {
         } catch {
           // already exited
         }
+      },
+      release: () => {
+        released = true;
       },
     };
   } finally {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { arch, cpus, release, totalmem } from 'node:os';
 import {
   type CoordinationV1Api,
@@ -11,14 +12,16 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import type { Logger } from '../../shared/log.js';
-import type { ClusterRecord, NodeRecord } from '../cluster-record.js';
-import { readPodRecords } from '../cluster-record.js';
+import type { ClusterRecord, NodeRecord, PodSandboxRecord } from '../cluster-record.js';
+import { readPodRecords, removePodRecord } from '../cluster-record.js';
+import { destroySandbox } from '../pod-sandbox.js';
 import { PodIPAllocator } from '../pod-ipam.js';
 import { type ResilientInformer, resilientInformer } from '../resilient-informer.js';
 import type { NodeProber } from './network-prober.js';
 import { type HostFacts, nodeObject, nodeStatus } from './node-object.js';
 import { k8sTime } from './pod-status.js';
 import { httpStatus, PodWorker } from './pod-worker.js';
+import { sandboxAdoption } from './sandbox-adoption.js';
 
 /**
  * One node's kubelet: registers the Node, heartbeats its status, watches the pods bound to
@@ -47,6 +50,8 @@ export class Kubelet {
   private readonly workers = new Map<string, PodWorker>();
   /** namespace/name → uid of the pod we run under that name. */
   private readonly uidByName = new Map<string, string>();
+  /** Sandboxes the previous daemon recorded on this node and no pod worker has taken over yet. */
+  private readonly recorded = new Map<string, PodSandboxRecord>();
   private readonly ipam: PodIPAllocator;
   private readonly host: HostFacts;
   private informer?: ResilientInformer<V1Pod>;
@@ -62,6 +67,7 @@ export class Kubelet {
     this.host = hostFacts(opts.node.name);
     // IPs of sandboxes recorded earlier on this node stay taken.
     for (const p of readPodRecords(opts.cluster.name).pods) {
+      if (p.node === opts.node.name) this.recorded.set(p.uid, p);
       if (p.node === opts.node.name && !p.hostNetwork && p.ip) {
         try {
           this.ipam.restore(p.uid, p.ip);
@@ -92,7 +98,42 @@ export class Kubelet {
     this.informer.on('update', (pod) => this.podChanged(pod));
     this.informer.on('delete', (pod) => this.podDeleted(pod));
     await this.informer.start();
+    // Every pod bound here has been seen: recorded sandboxes left over are of pods deleted
+    // while no kubelet watched.
+    const left = [...this.recorded.values()];
+    this.recorded.clear();
+    void this.tearDownOrphans(left);
     this.log.info('kubelet started');
+  }
+
+  private async tearDownOrphans(records: PodSandboxRecord[]): Promise<void> {
+    for (const rec of records) {
+      const decision = sandboxAdoption({
+        podExists: false,
+        specContainers: [],
+        initContainers: new Set(),
+        recordedContainers: rec.containers,
+        containerStates: rec.containerStates,
+        sandboxIntact: false,
+        running: new Set(),
+        now: k8sTime(new Date()),
+      });
+      if (decision.action !== 'teardown') continue;
+      const pod = `${rec.namespace}/${rec.name}`;
+      this.log.info({ pod, uid: rec.uid, reason: decision.reason }, 'tearing down a recorded pod sandbox');
+      try {
+        await destroySandbox(this.opts.node, rec, 2_000);
+        if (!rec.hostNetwork) this.ipam.release(rec.uid);
+        removePodRecord(this.opts.cluster.name, rec.uid);
+        rmSync(join(this.opts.logsDir, 'pods', `${rec.namespace}_${rec.name}_${rec.uid}`), {
+          recursive: true,
+          force: true,
+        });
+      } catch (err) {
+        // Left recorded: `down` removes it, and the next daemon start tries again.
+        this.log.error({ pod, err: (err as Error).message }, 'tearing down a recorded pod sandbox failed');
+      }
+    }
   }
 
   /** Stops watching and heartbeating; pods keep running (their processes are not ours to end here). */
@@ -130,6 +171,7 @@ export class Kubelet {
         logsDir: this.opts.logsDir,
         kubernetesServiceIP: this.opts.kubernetesServiceIP,
         runNetworkProbe: (p) => this.opts.prober.probe(p),
+        recorded: this.takeRecorded(uid),
         onFinished: (finishedUid) => {
           this.workers.delete(finishedUid);
           if (this.uidByName.get(key) === finishedUid) this.uidByName.delete(key);
@@ -138,6 +180,12 @@ export class Kubelet {
       this.workers.set(uid, worker);
     }
     worker.update(pod);
+  }
+
+  private takeRecorded(uid: string): PodSandboxRecord | undefined {
+    const rec = this.recorded.get(uid);
+    this.recorded.delete(uid);
+    return rec;
   }
 
   private podDeleted(pod: V1Pod): void {

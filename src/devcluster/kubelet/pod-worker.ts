@@ -8,13 +8,18 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import type { Logger } from '../../shared/log.js';
-import type { ClusterRecord, NodeRecord, PodSandboxRecord } from '../cluster-record.js';
+import type { ClusterRecord, NodeRecord, PodSandboxRecord, RecordedContainer } from '../cluster-record.js';
 import { removePodRecord, writePodRecord } from '../cluster-record.js';
 import type { PodIPAllocator } from '../pod-ipam.js';
-import { createSandbox, destroySandbox, sandboxRecordFor } from '../pod-sandbox.js';
+import { createSandbox, destroySandbox, sandboxIntact, sandboxRecordFor } from '../pod-sandbox.js';
 import { isRunning, sleep } from '../process-record.js';
 import { ContainerConfigError, containerArgv, containerEnv } from './container-command.js';
-import { type ContainerExit, type ContainerProcess, startContainerProcess } from './container-process.js';
+import {
+  adoptContainerProcess,
+  type ContainerExit,
+  type ContainerProcess,
+  startContainerProcess,
+} from './container-process.js';
 import type { NetworkProbe, ProbeResult } from './network-prober.js';
 import {
   type ContainerSnapshot,
@@ -29,6 +34,7 @@ import {
 } from './pod-status.js';
 import { podAdmissionError } from './pod-admission.js';
 import { ProbeWorker } from './probe-worker.js';
+import { sandboxAdoption, unknownExit } from './sandbox-adoption.js';
 
 /**
  * Everything the kubelet does for one pod, serialised: create the sandbox, run init
@@ -47,6 +53,8 @@ export interface PodWorkerContext {
   logsDir: string;
   kubernetesServiceIP: string;
   runNetworkProbe(p: NetworkProbe): Promise<ProbeResult>;
+  /** The sandbox the previous daemon recorded for this pod, to take over (daemon restart). */
+  recorded?: PodSandboxRecord;
   /** Called once the pod is gone from the node (sandbox removed, API object deleted). */
   onFinished(uid: string): void;
 }
@@ -95,15 +103,35 @@ class ContainerRuntime {
     for (const p of this.probes) p.stop();
     this.probes = [];
   }
+
+  recorded(): RecordedContainer {
+    return {
+      name: this.spec.name,
+      restartCount: this.restartCount,
+      runs: this.runs,
+      ...(this.containerID ? { containerID: this.containerID } : {}),
+      state: this.state,
+      ...(this.lastState ? { lastState: this.lastState } : {}),
+    };
+  }
+}
+
+/** What the API server last heard from us about a container, to resume its probes with. */
+interface ProbeResumption {
+  ready: boolean;
+  started: boolean;
+  runningForMs: number;
 }
 
 export class PodWorker {
   private pod: V1Pod;
   private objectGone = false;
   private record?: PodSandboxRecord;
+  /** The previous daemon's sandbox for this pod, until the first sync has taken it over. */
+  private recorded?: PodSandboxRecord;
   private sandboxReady = false;
   private sandboxError?: string;
-  private readonly startTime = k8sTime(new Date());
+  private readonly startTime: string;
   private readonly initContainers: ContainerRuntime[];
   private readonly containers: ContainerRuntime[];
   private failure?: { reason: string; message: string };
@@ -124,6 +152,19 @@ export class PodWorker {
     this.log = ctx.log.child({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}` });
     this.initContainers = (pod.spec?.initContainers ?? []).map((c) => new ContainerRuntime(c, true));
     this.containers = (pod.spec?.containers ?? []).map((c) => new ContainerRuntime(c, false));
+    this.recorded = ctx.recorded;
+    // A pod we (or the previous daemon) reported on keeps its start time and the transition
+    // times of conditions that do not change.
+    const reported = pod.status;
+    this.startTime = k8sTime(reported?.startTime ? new Date(reported.startTime) : new Date());
+    if (this.recorded && reported?.conditions) {
+      this.conditions = reported.conditions.map((c) => ({
+        type: c.type,
+        status: c.status as PodConditionJson['status'],
+        lastProbeTime: null,
+        lastTransitionTime: k8sTime(c.lastTransitionTime ? new Date(c.lastTransitionTime) : new Date()),
+      }));
+    }
   }
 
   get uid(): string {
@@ -146,7 +187,10 @@ export class PodWorker {
   detach(): void {
     this.finished = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    for (const c of [...this.initContainers, ...this.containers]) c.stopProbes();
+    for (const c of [...this.initContainers, ...this.containers]) {
+      c.stopProbes();
+      c.process?.release();
+    }
   }
 
   kick(): void {
@@ -190,6 +234,8 @@ export class PodWorker {
 
   private async sync(): Promise<void> {
     if (this.finished) return;
+    // Before anything else, deletion included: the recorded sandbox is ours to stop or keep.
+    if (this.recorded) await this.takeOver(this.recorded);
     if (this.objectGone || this.pod.metadata?.deletionTimestamp != null) {
       await this.terminate();
       return;
@@ -213,6 +259,98 @@ export class PodWorker {
     await this.report();
   }
 
+  /**
+   * After a daemon restart: keep the recorded sandbox and the containers that still run,
+   * restart those that ended meanwhile, or remove a half-made sandbox to make it again
+   * (sandboxAdoption decides). Throws when the removal fails, so the sync is retried.
+   */
+  private async takeOver(rec: PodSandboxRecord): Promise<void> {
+    const { node } = this.ctx;
+    const all = [...this.initContainers, ...this.containers];
+    const processOf = (c: ContainerRuntime) =>
+      rec.processes.find((p) => p.role === `${rec.namespace}/${rec.name}/${c.spec.name}` && isRunning(p));
+    const decision = sandboxAdoption({
+      podExists: true,
+      specContainers: all.map((c) => c.spec.name),
+      initContainers: new Set(this.initContainers.map((c) => c.spec.name)),
+      recordedContainers: rec.containers,
+      containerStates: rec.containerStates,
+      sandboxIntact: await sandboxIntact(node, rec),
+      running: new Set(all.filter((c) => processOf(c) !== undefined).map((c) => c.spec.name)),
+      now: k8sTime(new Date()),
+    });
+    if (decision.action === 'teardown') return; // not for a pod that exists
+    this.log.info(
+      {
+        action: decision.action,
+        ...('reason' in decision ? { reason: decision.reason } : {}),
+        ...('restarting' in decision ? { restarting: decision.restarting } : {}),
+      },
+      'taking over the recorded pod sandbox',
+    );
+    if (decision.action === 'recreate') {
+      await destroySandbox(node, rec, 2_000);
+      this.record = { ...rec, processes: [] };
+    } else {
+      this.record = rec;
+      this.sandboxReady = true;
+    }
+    this.recorded = undefined;
+    const reported = this.pod.status?.containerStatuses ?? [];
+    const adopted: ContainerRuntime[] = [];
+    for (const r of decision.containers) {
+      const c = all.find((x) => x.spec.name === r.name);
+      if (!c) continue;
+      c.state = r.state;
+      c.lastState = r.lastState;
+      c.restartCount = r.restartCount;
+      c.runs = r.runs;
+      c.containerID = r.containerID;
+      const proc = r.adoptProcess ? processOf(c) : undefined;
+      if (!proc || r.state.kind !== 'running') continue;
+      const startedAt = new Date(r.state.startedAt);
+      const taken: ContainerProcess = adoptContainerProcess(proc, startedAt, (exit) =>
+        this.containerExited(c, taken, exit),
+      );
+      c.process = taken;
+      adopted.push(c);
+    }
+    this.record.processes = adopted.flatMap((c) => (c.process ? [c.process.record] : []));
+    this.saveRecord();
+    for (const c of adopted) {
+      if (c.init || c.state.kind !== 'running') continue;
+      const before = reported.find((s) => s.name === c.spec.name && s.containerID === c.containerID);
+      this.startProbes(c, this.envOf(c) ?? {}, {
+        ready: before?.ready === true,
+        started: before?.started === true,
+        runningForMs: Date.now() - new Date(c.state.startedAt).getTime(),
+      });
+    }
+  }
+
+  /** The container's environment, or undefined when its configuration cannot give one. */
+  private envOf(c: ContainerRuntime): Record<string, string> | undefined {
+    try {
+      return containerEnv(this.pod, c.spec, {
+        podIP: this.record?.ip,
+        hostIP: this.ctx.node.ip,
+        nodeName: this.ctx.node.name,
+        kubernetesServiceIP: this.ctx.kubernetesServiceIP,
+        hostEnv: { PATH: process.env.PATH, HOME: process.env.HOME },
+      });
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Writes the sandbox record with the containers' current states (what a restart reads back). */
+  private saveRecord(): void {
+    const rec = this.record;
+    if (!rec) return;
+    rec.containerStates = [...this.initContainers, ...this.containers].map((c) => c.recorded());
+    writePodRecord(this.ctx.cluster.name, rec);
+  }
+
   private async ensureSandbox(): Promise<boolean> {
     const { cluster, node } = this.ctx;
     const hostNetwork = this.pod.spec?.hostNetwork === true;
@@ -230,7 +368,7 @@ export class PodWorker {
           ip,
         });
         // Recorded before it exists, so that `down` removes it even if we die half-way.
-        writePodRecord(cluster.name, this.record);
+        this.saveRecord();
       }
       await createSandbox(node, this.record);
       this.sandboxReady = true;
@@ -330,7 +468,7 @@ export class PodWorker {
     c.containerID = `weft://${this.uid}/${c.spec.name}/${c.runs}`;
     c.state = { kind: 'running', startedAt: k8sTime(proc.startedAt) };
     rec.processes = [...rec.processes.filter((p) => p.role !== proc.record.role), proc.record];
-    writePodRecord(this.ctx.cluster.name, rec);
+    this.saveRecord();
     this.log.info(
       { container: c.spec.name, pid: proc.record.pid, restartCount: c.restartCount },
       'container started',
@@ -356,7 +494,7 @@ export class PodWorker {
     this.retryIn(c.nextStartAt - Date.now());
   }
 
-  private startProbes(c: ContainerRuntime, env: Record<string, string>): void {
+  private startProbes(c: ContainerRuntime, env: Record<string, string>, resume?: ProbeResumption): void {
     const rec = this.record;
     if (!rec) return;
     const target = {
@@ -389,8 +527,16 @@ export class PodWorker {
       c.probes.push(new ProbeWorker('readiness', c.spec.readinessProbe, c.spec, target, onChange));
     if (c.spec.livenessProbe)
       c.probes.push(new ProbeWorker('liveness', c.spec.livenessProbe, c.spec, target, onChange));
-    if (startup) startup.start();
-    else for (const p of c.probes) p.start();
+    if (resume) {
+      startup?.resume(resume.started, resume.runningForMs);
+      for (const p of c.probes) {
+        if (p.kind === 'readiness') p.resume(resume.ready, resume.runningForMs);
+        else if (p.kind === 'liveness') p.resume(true, resume.runningForMs);
+      }
+    }
+    // A startup probe that passed is done; the others then run at once.
+    if (startup && !startup.healthy) startup.start();
+    else for (const p of c.probes) if (p !== startup) p.start();
   }
 
   private killContainer(c: ContainerRuntime, graceSeconds: number): void {
@@ -414,20 +560,22 @@ export class PodWorker {
     c.process = undefined;
     c.stopProbes();
     const startedAt = c.state.kind === 'running' ? c.state.startedAt : k8sTime(proc.startedAt);
-    c.state = {
-      kind: 'terminated',
-      exitCode: exit.exitCode,
-      ...(exit.signal !== undefined ? { signal: exit.signal } : {}),
-      reason: exit.exitCode === 0 ? 'Completed' : 'Error',
-      startedAt,
-      finishedAt: k8sTime(exit.finishedAt),
-    };
+    c.state = exit.unknown
+      ? unknownExit(startedAt, k8sTime(exit.finishedAt))
+      : {
+          kind: 'terminated',
+          exitCode: exit.exitCode,
+          ...(exit.signal !== undefined ? { signal: exit.signal } : {}),
+          reason: exit.exitCode === 0 ? 'Completed' : 'Error',
+          startedAt,
+          finishedAt: k8sTime(exit.finishedAt),
+        };
     // A container that ran for 10 minutes starts its back-off afresh, as the kubelet's does.
     const ranMs = exit.finishedAt.getTime() - proc.startedAt.getTime();
     c.nextStartAt = Date.now() + restartDelayMs(ranMs > 600_000 ? 0 : c.restartCount);
     if (this.record) {
       this.record.processes = this.record.processes.filter((p) => p.pid !== proc.record.pid);
-      if (!this.terminating) writePodRecord(this.ctx.cluster.name, this.record);
+      if (!this.terminating) this.saveRecord();
     }
     this.log.info(
       { container: c.spec.name, exitCode: exit.exitCode, signal: exit.signal },

@@ -72,6 +72,8 @@ export class ProbeWorker {
   private stopped = false;
   private successes = 0;
   private failures = 0;
+  /** How long the container had run when probing began (taken over after a restart). */
+  private runningForMs = 0;
 
   constructor(
     readonly kind: ProbeKind,
@@ -84,7 +86,17 @@ export class ProbeWorker {
   }
 
   start(): void {
-    this.schedule(Math.max(0, this.probe.initialDelaySeconds ?? 0) * 1000);
+    this.schedule(Math.max(0, (this.probe.initialDelaySeconds ?? 0) * 1000 - this.runningForMs));
+  }
+
+  /**
+   * For a container taken over after a daemon restart: it keeps the verdict reported before
+   * (a Ready pod stays Ready until the probe says otherwise), and the initial delay counts from
+   * the container's start, as the kubelet's does.
+   */
+  resume(healthy: boolean, runningForMs: number): void {
+    this.healthy = healthy;
+    this.runningForMs = Math.max(0, runningForMs);
   }
 
   stop(): void {
