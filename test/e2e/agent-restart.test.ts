@@ -3,7 +3,12 @@ import { dirname, join } from 'node:path';
 import type { CoreV1Api, V1Pod, V1Service } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { BpfLbResponse, StatusResponse } from '../../src/agent/api/types.js';
-import { type NodeRecord, readClusterRecord, readDaemonRecord } from '../../src/devcluster/cluster-record.js';
+import {
+  type NodeRecord,
+  readClusterRecord,
+  readDaemonRecord,
+  readPodRecords,
+} from '../../src/devcluster/cluster-record.js';
 import { clusterStateDir } from '../../src/devcluster/naming.js';
 import { AGENT_METRICS_PORT, nodeDaemonHoldFile } from '../../src/devcluster/node-daemons.js';
 import {
@@ -537,6 +542,11 @@ describe('devcluster daemon restart', () => {
     const agents = { cp: recordedAgent(cp), worker: recordedAgent(worker) };
     const statusBefore = { cp: await agentStatus(cp), worker: await agentStatus(worker) };
     const mapsBefore = frontends(await lbList(worker));
+    const podProcesses = () =>
+      readPodRecords(cluster)
+        .pods.flatMap((p) => p.processes)
+        .sort((a, b) => a.pid - b.pid);
+    const podsBefore = podProcesses();
 
     expect(signalRecorded({ pid: daemon.pid, startTime: daemon.startTime, role: 'daemon' }, 'SIGTERM')).toBe(
       true,
@@ -587,6 +597,10 @@ describe('devcluster daemon restart', () => {
         st.kubernetes.resources.reduce((n, r) => n + r.reconnects, 0);
       expect(reconnects(s)).toBeGreaterThan(reconnects(before));
     }
+    // The kubelets took the pods over: the same container processes, so the same backends.
+    expect(podProcesses()).toEqual(podsBefore);
+    expect(podsBefore.every(isRunning)).toBe(true);
+    expect(frontends(await lbList(worker))).toEqual(mapsBefore);
 
     // A change made now reaches both nodes' maps.
     await core.createNamespacedService({ namespace: 'default', body: service('after', 83) });
