@@ -778,7 +778,33 @@ export class ApiCore {
       );
     }
     if (this.dryRun(ctx)) return this.present(t, ctx.version, old);
+    if (opts.propagationPolicy === 'Orphan') this.orphanDependents(t, old);
     return this.present(t, ctx.version, this.deleteObject(t, key, old, opts.gracePeriodSeconds));
+  }
+
+  /**
+   * propagationPolicy=Orphan (`kubectl delete --cascade=orphan`): what kube-apiserver's orphan
+   * finalizer and the garbage collector do together, done at once because the devcluster's
+   * garbage collector runs outside the server and would otherwise see the dependents' owner
+   * gone and delete them: every ownerReference to the deleted object is removed from the
+   * objects of its namespace (of every namespace for a cluster-scoped owner).
+   */
+  private orphanDependents(ownerType: ResourceType, owner: JsonObject): void {
+    const uid = meta(owner).uid;
+    if (typeof uid !== 'string') return;
+    const namespace = ownerType.namespaced ? String(meta(owner).namespace ?? '') : undefined;
+    for (const t of this.registry.all()) {
+      if (!t.namespaced && namespace !== undefined) continue;
+      for (const o of this.store.list(t.id, t.namespaced ? namespace : undefined)) {
+        const refs = meta(o).ownerReferences;
+        if (!Array.isArray(refs) || !refs.some((r) => isObject(r) && r.uid === uid)) continue;
+        const next = clone(o);
+        const kept = refs.filter((r) => !(isObject(r) && r.uid === uid));
+        if (kept.length > 0) meta(next).ownerReferences = kept;
+        else delete meta(next).ownerReferences;
+        this.store.put(t.id, keyOfObject(t, o), next);
+      }
+    }
   }
 
   private deleteOptions(ctx: RequestContext, body: JsonValue | undefined) {
@@ -807,6 +833,7 @@ export class ApiCore {
     const pre = isObject(o.preconditions) ? o.preconditions : {};
     return {
       gracePeriodSeconds,
+      propagationPolicy: propagation,
       preconditions: {
         uid: typeof pre.uid === 'string' ? pre.uid : undefined,
         resourceVersion: typeof pre.resourceVersion === 'string' ? pre.resourceVersion : undefined,
@@ -888,6 +915,7 @@ export class ApiCore {
     for (const o of this.store.list(t.id, ns)) {
       if (!this.matches(t, sel, o)) continue;
       const key = keyOfObject(t, o);
+      if (!dry && opts.propagationPolicy === 'Orphan') this.orphanDependents(t, o);
       items.push(
         this.present(t, ctx.version, dry ? o : this.deleteObject(t, key, o, opts.gracePeriodSeconds)),
       );

@@ -1,5 +1,6 @@
 import type { JsonObject } from './json-value.js';
 import type { ResourceRegistry, ResourceType } from './resource-types.js';
+import { hasScaleSubresource, scaleResponseKind } from './scale-subresource.js';
 
 /**
  * Discovery documents: the legacy ones (/api, /apis, /api/v1, /apis/<group>/<version>) that
@@ -98,6 +99,17 @@ export function apiResourceList(
         verbs: ['get', 'patch', 'update'],
       });
     }
+    if (hasScaleSubresource(t)) {
+      resources.push({
+        name: `${t.plural}/scale`,
+        singularName: '',
+        namespaced: t.namespaced,
+        group: scaleResponseKind.group,
+        version: scaleResponseKind.version,
+        kind: scaleResponseKind.kind,
+        verbs: ['get', 'patch', 'update'],
+      });
+    }
     if (t.id === '/pods') {
       resources.push({
         name: 'pods/binding',
@@ -145,6 +157,12 @@ function discoveryResource(t: ResourceType, version: string): JsonObject {
       verbs: ['get', 'patch', 'update'],
     });
   }
+  if (hasScaleSubresource(t))
+    subresources.push({
+      subresource: 'scale',
+      responseKind: { ...scaleResponseKind },
+      verbs: ['get', 'patch', 'update'],
+    });
   if (t.id === '/pods')
     subresources.push({
       subresource: 'binding',

@@ -15,6 +15,7 @@ import {
 } from './discovery.js';
 import type { JsonObject, JsonValue } from './json-value.js';
 import { jsonOf } from './object-store.js';
+import { getScale, hasScaleSubresource, patchScale, updateScale } from './scale-subresource.js';
 import type { OpenApiDocuments } from './openapi.js';
 import { decodeProtobufObject } from './protobuf-body.js';
 import type { RequestContext } from './request-context.js';
@@ -269,7 +270,8 @@ export function registerHttpApi(app: FastifyInstance, o: HttpApiOptions): void {
         (subresource === 'status' && type.statusSubresource) ||
         (subresource === 'binding' && type.id === '/pods') ||
         (subresource === 'finalize' && type.id === '/namespaces') ||
-        (subresource === 'token' && type.id === '/serviceaccounts');
+        (subresource === 'token' && type.id === '/serviceaccounts') ||
+        (subresource === 'scale' && hasScaleSubresource(type));
       if (!known) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     }
     return { type, version, namespace, name, subresource, watchPath };
@@ -391,6 +393,7 @@ export function registerHttpApi(app: FastifyInstance, o: HttpApiOptions): void {
         if (ctx.name) {
           if (r.subresource === 'binding' || r.subresource === 'token')
             throw methodNotAllowed('the server does not allow this method on the requested resource');
+          if (r.subresource === 'scale') return respond(200, getScale(core, ctx), { kind: 'json' });
           return respond(200, core.get(ctx), format);
         }
         const list = core.list(ctx);
@@ -444,6 +447,7 @@ export function registerHttpApi(app: FastifyInstance, o: HttpApiOptions): void {
         if (r.subresource === 'binding' || r.subresource === 'token')
           throw methodNotAllowed('the server does not allow this method on the requested resource');
         if (r.subresource === 'finalize') ctx.subresource = undefined;
+        if (r.subresource === 'scale') return respond(200, updateScale(core, ctx, body()), { kind: 'json' });
         return respond(200, core.update(ctx, body()), format);
       }
       case 'PATCH': {
@@ -465,6 +469,8 @@ export function registerHttpApi(app: FastifyInstance, o: HttpApiOptions): void {
             `the body of the request was in an unknown format - accepted media types include: ${patchTypes.join(', ')}`,
           );
         }
+        if (r.subresource === 'scale')
+          return respond(200, patchScale(core, ctx, contentType, body()), { kind: 'json' });
         const result = core.patch(ctx, contentType, body());
         return respond(result.created ? 201 : 200, result.object, format);
       }

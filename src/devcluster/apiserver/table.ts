@@ -545,6 +545,46 @@ const columnsByKind: Record<string, Column[]> = {
       cell: (o) => selectorText(get(o, 'spec', 'selector')),
     },
   ],
+  'apps/ReplicaSet': [
+    nameColumn,
+    {
+      name: 'Desired',
+      type: 'integer',
+      description: 'Number of desired pods.',
+      cell: (o) => num(get(o, 'spec', 'replicas')),
+    },
+    {
+      name: 'Current',
+      type: 'integer',
+      description: 'Number of actual replicas.',
+      cell: (o) => num(get(o, 'status', 'replicas')),
+    },
+    {
+      name: 'Ready',
+      type: 'integer',
+      description: 'Number of ready replicas.',
+      cell: (o) => num(get(o, 'status', 'readyReplicas')),
+    },
+    ageColumn,
+    {
+      name: 'Containers',
+      priority: 1,
+      description: 'Names of each container in the template.',
+      cell: (o) => workloadImages(o, 'name'),
+    },
+    {
+      name: 'Images',
+      priority: 1,
+      description: 'Images referenced by each container in the template.',
+      cell: (o) => workloadImages(o, 'image'),
+    },
+    {
+      name: 'Selector',
+      priority: 1,
+      description: 'Label selector for pods.',
+      cell: (o) => selectorText(get(o, 'spec', 'selector')),
+    },
+  ],
   'apps/DaemonSet': [
     nameColumn,
     {
