@@ -12,7 +12,10 @@ import {
   recordPaths,
   writeDaemonRecord,
 } from './cluster-record.js';
+import { startDeploymentController } from './controllers/deployment.js';
 import { startEndpointSliceController } from './controllers/endpointslice.js';
+import { startGarbageCollector } from './controllers/garbage-collector.js';
+import { startReplicaSetController } from './controllers/replicaset.js';
 import { addressAt, formatIPv4, parseCidr } from './ipv4.js';
 import { Kubelet } from './kubelet/kubelet.js';
 import { NodeProber } from './kubelet/network-prober.js';
@@ -25,8 +28,8 @@ const log = subsysLogger('devcluster');
 /**
  * `weft devcluster serve --name <name>` (hidden; started by `up`): the cluster's control plane
  * and node agents in one process — the API server (on 127.0.0.1 for the host's kubectl and on
- * the bridge IP for nodes and pods), the EndpointSlice controller, the scheduler, one kubelet
- * per node and the per-node daemons. SIGTERM stops the watchers and the API server but leaves
+ * the bridge IP for nodes and pods), the EndpointSlice, ReplicaSet and Deployment controllers, the
+ * garbage collector, the scheduler, one kubelet per node and the per-node daemons. SIGTERM stops the watchers and the API server but leaves
  * pods and node daemons running: `down` ends them from the record. Started again (`weft
  * devcluster start`), it listens on the previous API port when that is free and adopts the node
  * daemons that still run, so the agents' watches reconnect to it unchanged.
@@ -116,6 +119,11 @@ export async function serveCluster(name: string): Promise<number> {
   const kubernetesServiceIP = formatIPv4(addressAt(parseCidr(rec.plan.serviceCIDR), 1));
 
   const endpointSlices = startEndpointSliceController(kc);
+  const workloadControllers = [
+    startReplicaSetController(kc),
+    startDeploymentController(kc),
+    startGarbageCollector(kc),
+  ];
   const scheduler = new Scheduler(kc, core, subsysLogger('devcluster-scheduler'));
   const kubelets = rec.nodes.map((node) => {
     const prober = new NodeProber({
@@ -169,7 +177,12 @@ export async function serveCluster(name: string): Promise<number> {
       stopping = true;
       log.info({ signal }, 'stopping: watchers and API server; pods keep running');
       nodeDaemons.detach();
-      await Promise.allSettled([scheduler.stop(), endpointSlices.stop(), ...kubelets.map((k) => k.stop())]);
+      await Promise.allSettled([
+        scheduler.stop(),
+        endpointSlices.stop(),
+        ...workloadControllers.map((c) => c.stop()),
+        ...kubelets.map((k) => k.stop()),
+      ]);
       await api.server.close().catch(() => {});
       resolve(0);
     };
