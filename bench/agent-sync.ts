@@ -95,6 +95,8 @@ function filledCache(raw: ReturnType<typeof rawObjects>): ServiceCache {
 /** ms spent in each LbWriter call, and in GC, while `fn` runs. */
 interface Phases {
   totalMs: number;
+  /** CPU time (user + system, all threads) of the sync: what the machine's load hardly moves. */
+  cpuMs: number;
   desiredMs: number;
   upsertBackendsMs: number;
   updateFrontendsMs: number;
@@ -169,13 +171,16 @@ async function fullSync(
     await new Promise((r) => setTimeout(r, 50));
     const untime = timeDesired(t);
     gcMs = 0;
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     const rep = reconciler.sync(true);
     const totalMs = performance.now() - t0;
+    const cpu = process.cpuUsage(c0);
     untime();
     await new Promise((r) => setTimeout(r, 20)); // the GC observer reports asynchronously
     const phases: Phases = {
       totalMs,
+      cpuMs: (cpu.user + cpu.system) / 1000,
       desiredMs: t.desired ?? 0,
       upsertBackendsMs: t.upsertBackends ?? 0,
       updateFrontendsMs: t.updateFrontends ?? 0,

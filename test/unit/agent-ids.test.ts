@@ -75,6 +75,11 @@ describe('assignSlots', () => {
     ['the first one goes: the last moves into its slot', [1, 2, 3], [2, 3], [3, 2]],
     ['all go', [1, 2], [], []],
     ['a duplicate slot (should not happen) is dropped', [1, 1, 2], [1, 2], [1, 2]],
+    ['a duplicate slot with a new backend of the same count', [1, 1, 2], [1, 2, 3], [1, 3, 2]],
+    ['a new frontend listing an id twice gets it once', undefined, [4, 2, 4], [2, 4]],
+    ['a new frontend already in order', [], [1, 2, 3], [1, 2, 3]],
+    ['same count, one swapped for another', [5, 3, 9], [3, 5, 8], [5, 3, 8]],
+    ['same count, a wanted id twice', [5, 3, 9], [3, 5, 5], [5, 3]],
   ];
   it.each(cases)('%s', (_name, previous, wanted, slots) => {
     expect(assignSlots(previous, wanted)).toEqual(slots);
@@ -91,5 +96,18 @@ describe('assignSlots', () => {
     );
     expect(shrunk.filter((id, i) => previous[i] !== id)).toEqual([1000]);
     expect(new Set(shrunk).size).toBe(999);
+  });
+
+  it('a large frontend whose backends did not change keeps every slot, whatever the order', () => {
+    const previous = Array.from({ length: 100 }, (_, i) => 100 - i);
+    expect(assignSlots(previous, [...previous].sort((a, b) => a - b))).toEqual(previous);
+    const dup = [...previous.slice(0, 99), 100];
+    expect(assignSlots(dup, previous)).toEqual([...previous.slice(0, 99), 1]);
+  });
+
+  it('never returns the array it was given', () => {
+    const wanted = [1, 2, 3];
+    expect(assignSlots(undefined, wanted)).not.toBe(wanted);
+    expect(assignSlots(wanted, wanted)).not.toBe(wanted);
   });
 });

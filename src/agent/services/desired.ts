@@ -103,6 +103,45 @@ function compareKeys(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/**
+ * The sorted backend keys of `list`, each recorded in `backends`: the same pod under two
+ * Services (or ports) is one backend, and a terminating copy wins.
+ */
+function backendKeys(
+  list: readonly Candidate[],
+  protocol: ServicePortInfo['protocol'],
+  backends: Map<BackendKey, DesiredBackend>,
+): BackendKey[] {
+  const keys = new Array<BackendKey>(list.length);
+  for (let i = 0; i < list.length; i++) {
+    const c = list[i]!;
+    const b: DesiredBackend = {
+      address: c.address,
+      port: c.port,
+      protocol,
+      state: c.terminating ? 'terminating' : 'active',
+      local: c.local,
+    };
+    const key = backendKeyOf(b);
+    const have = backends.get(key);
+    if (!have || (b.state === 'terminating' && have.state !== 'terminating')) backends.set(key, b);
+    keys[i] = key;
+  }
+  return keys.sort(compareKeys);
+}
+
+/** Hands out a backend list: the list itself to its first user, a copy to every other. */
+class Lists {
+  private readonly given = new Set<BackendKey[]>();
+  take(list: BackendKey[]): BackendKey[] {
+    if (!this.given.has(list)) {
+      this.given.add(list);
+      return list;
+    }
+    return [...list];
+  }
+}
+
 export function desiredService(
   svc: ServiceInfo,
   slices: readonly EndpointSliceInfo[],
@@ -119,38 +158,33 @@ export function desiredService(
   const sortedSlices = slices.length > 1 ? [...slices].sort((a, b) => compareKeys(a.name, b.name)) : slices;
   let ownNode: NodeInfo | undefined;
   const seenFrontends = new Set<string>();
+  // With one port in one family and no Local policy, only the cluster-wide list is ever listed:
+  // the node-local one (a subset of the same candidates, or backends nothing lists) is skipped,
+  // and so is the final pass that drops backends no frontend lists.
+  const usesLocal =
+    svc.internalTrafficPolicy === 'Local' ||
+    svc.externalTrafficPolicy === 'Local' ||
+    svc.ports.length * svc.clusterIPs.length > 1;
+  let maybeUnlisted = usesLocal;
+  const lists = new Lists();
 
   for (const port of svc.ports) {
     for (const clusterIP of svc.clusterIPs) {
       const family = familyOf(clusterIP);
       const candidates = endpointsForPort(port, family, sortedSlices, nodeName);
-      const cluster = usableEndpoints(candidates);
-      const local = usableEndpoints(candidates.filter((c) => c.local));
-      const keysOf = (list: Candidate[]): BackendKey[] => {
-        const keys: BackendKey[] = [];
-        for (const c of list) {
-          const b: DesiredBackend = {
-            address: c.address,
-            port: c.port,
-            protocol: port.protocol,
-            state: c.terminating ? 'terminating' : 'active',
-            local: c.local,
-          };
-          const key = backendKeyOf(b);
-          const have = out.backends.get(key);
-          // The same pod under two Services (or ports) is one backend; terminating wins.
-          if (!have || (b.state === 'terminating' && have.state !== 'terminating')) out.backends.set(key, b);
-          keys.push(key);
-        }
-        return keys.sort(compareKeys);
-      };
-      const clusterKeys = keysOf(cluster);
-      const localKeys = keysOf(local);
-      const listFor = (policy: 'Cluster' | 'Local') => (policy === 'Local' ? localKeys : clusterKeys);
+      const clusterKeys = backendKeys(usableEndpoints(candidates), port.protocol, out.backends);
+      const localKeys = usesLocal
+        ? backendKeys(usableEndpoints(candidates.filter((c) => c.local)), port.protocol, out.backends)
+        : clusterKeys;
+      const listFor = (policy: 'Cluster' | 'Local') =>
+        lists.take(policy === 'Local' ? localKeys : clusterKeys);
 
       const add = (address: string, portNumber: number, type: FrontendType) => {
         const name = `${family === 6 ? `[${address}]` : address}:${portNumber}/${port.protocol}`;
-        if (seenFrontends.has(name)) return;
+        if (seenFrontends.has(name)) {
+          maybeUnlisted = true;
+          return;
+        }
         seenFrontends.add(name);
         const f: DesiredFrontend = {
           name,
@@ -168,11 +202,11 @@ export function desiredService(
           // Only in-cluster clients reach a ClusterIP: one scope, internalTrafficPolicy; the
           // external policy does not apply to it.
           f.externalTrafficPolicy = 'Cluster';
-          f.backends = [...listFor(svc.internalTrafficPolicy)];
+          f.backends = listFor(svc.internalTrafficPolicy);
         } else {
-          f.backends = [...listFor(svc.externalTrafficPolicy)];
+          f.backends = listFor(svc.externalTrafficPolicy);
           if (svc.externalTrafficPolicy !== svc.internalTrafficPolicy) {
-            f.internalBackends = [...listFor(svc.internalTrafficPolicy)];
+            f.internalBackends = listFor(svc.internalTrafficPolicy);
           }
         }
         out.frontends.push(f);
@@ -195,6 +229,7 @@ export function desiredService(
       }
     }
   }
+  if (!maybeUnlisted) return out;
   // Backends no frontend lists (a local-only list left some out) are not wanted.
   const listed = new Set<BackendKey>();
   for (const f of out.frontends) {

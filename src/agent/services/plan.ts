@@ -14,8 +14,13 @@ import type { DesiredBackend, DesiredFrontend } from './types.js';
  * or two slots, not a thousand.
  */
 export function assignSlots(previous: readonly number[] | undefined, wanted: readonly number[]): number[] {
+  if (!previous || previous.length === 0) {
+    if (strictlyAscending(wanted)) return wanted.slice();
+    return [...new Set(wanted)].sort((a, b) => a - b);
+  }
+  // Nothing came or went (a restart, a full sync): every backend keeps its slot.
+  if (previous.length === wanted.length && sameMembers(previous, wanted)) return previous.slice();
   const want = new Set(wanted);
-  if (!previous || previous.length === 0) return [...want].sort((a, b) => a - b);
   const slots: Array<number | undefined> = [];
   const placed = new Set<number>();
   for (const id of previous) {
@@ -44,6 +49,33 @@ export function assignSlots(previous: readonly number[] | undefined, wanted: rea
   const out: number[] = [];
   for (const id of slots) if (id !== undefined) out.push(id);
   return out;
+}
+
+function strictlyAscending(ids: readonly number[]): boolean {
+  for (let i = 1; i < ids.length; i++) if (ids[i]! <= ids[i - 1]!) return false;
+  return true;
+}
+
+/**
+ * Whether `previous` (no id twice) holds exactly the ids of `wanted`, of the same length: then
+ * `wanted` is a permutation of it.
+ */
+function sameMembers(previous: readonly number[], wanted: readonly number[]): boolean {
+  if (previous.length <= 16) {
+    for (let i = 0; i < previous.length; i++) {
+      const id = previous[i]!;
+      if (!wanted.includes(id)) return false;
+      for (let j = 0; j < i; j++) if (previous[j] === id) return false;
+    }
+    return true;
+  }
+  const want = new Set(wanted);
+  const seen = new Set<number>();
+  for (const id of previous) {
+    if (!want.has(id) || seen.has(id)) return false;
+    seen.add(id);
+  }
+  return true;
 }
 
 function sameList(a: readonly number[] | undefined, b: readonly number[] | undefined): boolean {
@@ -103,6 +135,20 @@ export function lbFrontendOf(
   if (internalBackends !== undefined) out.internalBackends = internalBackends;
   if (f.affinityTimeoutSeconds !== undefined) out.affinityTimeoutSeconds = f.affinityTimeoutSeconds;
   return out;
+}
+
+/** Whether `have` is what lbBackendOf(id, b) would give (without building it). */
+export function backendIs(have: LbBackend | undefined, id: number, b: DesiredBackend): boolean {
+  return (
+    have !== undefined &&
+    have.id === id &&
+    have.address === b.address &&
+    have.port === b.port &&
+    have.protocol === b.protocol &&
+    have.state === b.state &&
+    have.clusterId === 0 &&
+    have.zone === 0
+  );
 }
 
 export function lbBackendOf(id: number, b: DesiredBackend): LbBackend {

@@ -22,7 +22,15 @@ import type { Logger } from '../../shared/log.js';
 import { backendIdAllocator, revNatAllocator } from './allocator.js';
 import type { ServiceCache } from './cache.js';
 import { desiredService } from './desired.js';
-import { assignSlots, frontendId, lbBackendOf, lbFrontendOf, sameBackend, sameFrontend } from './plan.js';
+import {
+  assignSlots,
+  backendIs,
+  frontendId,
+  lbBackendOf,
+  lbFrontendOf,
+  sameBackend,
+  sameFrontend,
+} from './plan.js';
 import {
   type BackendKey,
   backendKeyOf,
@@ -103,6 +111,25 @@ function idsOf(f: LbFrontend): Set<number> {
   const ids = new Set(f.backends);
   for (const id of f.internalBackends ?? []) ids.add(id);
   return ids;
+}
+
+/** Calls `fn` once per distinct backend id `f` lists (both scopes), without a Set for short lists. */
+function forEachId(f: LbFrontend, fn: (id: number) => void): void {
+  const ext = f.backends;
+  const int = f.internalBackends;
+  if (ext.length + (int?.length ?? 0) > 16) {
+    for (const id of idsOf(f)) fn(id);
+    return;
+  }
+  for (let i = 0; i < ext.length; i++) {
+    const id = ext[i]!;
+    if (ext.indexOf(id) === i) fn(id);
+  }
+  if (!int) return;
+  for (let i = 0; i < int.length; i++) {
+    const id = int[i]!;
+    if (int.indexOf(id) === i && !ext.includes(id)) fn(id);
+  }
 }
 
 /** Who claims a frontend: one Service (nearly always), or several (a conflict). */
@@ -337,17 +364,17 @@ export class Reconciler {
   setFrontend(name: string, f: LbFrontend | undefined, zeroed?: Set<number>): void {
     const old = this.frontends.get(name);
     if (old) {
-      for (const id of idsOf(old)) {
+      forEachId(old, (id) => {
         const n = (this.refs.get(id) ?? 1) - 1;
         if (n <= 0) {
           this.refs.delete(id);
           zeroed?.add(id);
         } else this.refs.set(id, n);
-      }
+      });
     }
     if (f) {
       this.frontends.set(name, f);
-      for (const id of idsOf(f)) this.refs.set(id, (this.refs.get(id) ?? 0) + 1);
+      forEachId(f, (id) => this.refs.set(id, (this.refs.get(id) ?? 0) + 1));
     } else {
       this.frontends.delete(name);
     }
@@ -363,21 +390,26 @@ export class Reconciler {
    * forgets the owner of those it no longer does (unless another Service took them over).
    */
   setOwned(key: ServiceKey, owned: ReadonlyArray<readonly [string, string]>): string[] {
-    const before = this.ownedBy.get(key) ?? [];
-    const now = new Set<string>();
-    for (const [name, portName] of owned) {
-      now.add(name);
+    const before = this.ownedBy.get(key);
+    // Names are unique per Service (desiredService gives each frontend once).
+    const names = new Array<string>(owned.length);
+    for (let i = 0; i < owned.length; i++) {
+      const [name, portName] = owned[i]!;
+      names[i] = name;
       const had = this.owner.get(name);
       if (!had || had.service !== key || had.portName !== portName)
         this.owner.set(name, { service: key, portName });
     }
     const dropped: string[] = [];
-    for (const name of before) {
-      if (now.has(name)) continue;
-      dropped.push(name);
-      if (this.owner.get(name)?.service === key) this.owner.delete(name);
+    if (before && before.length > 0) {
+      const now = names.length > 16 ? new Set(names) : undefined;
+      for (const name of before) {
+        if (now ? now.has(name) : names.includes(name)) continue;
+        dropped.push(name);
+        if (this.owner.get(name)?.service === key) this.owner.delete(name);
+      }
     }
-    if (now.size > 0) this.ownedBy.set(key, [...now]);
+    if (names.length > 0) this.ownedBy.set(key, names);
     else this.ownedBy.delete(key);
     return dropped;
   }
@@ -407,7 +439,9 @@ export class Reconciler {
       for (const name of changed) {
         const c = this.claims.get(name);
         if (c === undefined) continue;
-        for (const other of typeof c === 'string' ? [c] : c) if (!desired.has(other)) queue.push(other);
+        if (typeof c === 'string') {
+          if (!desired.has(c)) queue.push(c);
+        } else for (const other of c) if (!desired.has(other)) queue.push(other);
       }
       this.trackWanted(key, d);
     }
@@ -417,6 +451,16 @@ export class Reconciler {
   /** Moves `key`'s claims from `before` to `names`; returns the frontends whose claimants changed. */
   private updateClaims(key: ServiceKey, before: readonly string[], names: readonly string[]): string[] {
     if (before.length === names.length && before.every((n, i) => n === names[i])) return [];
+    if (before.length === 0) {
+      // A Service seen for the first time (every Service, on a start): only claims to add.
+      for (const name of names) {
+        const c = this.claims.get(name);
+        if (c === undefined) this.claims.set(name, key);
+        else if (typeof c === 'string') this.claims.set(name, new Set([c, key]));
+        else c.add(key);
+      }
+      return [...names];
+    }
     const now = new Set(names);
     const had = new Set(before);
     const changed: string[] = [];
@@ -482,7 +526,7 @@ class SyncRun {
   private readonly report: SyncReport;
   private readonly deletes: Array<{ service?: ServiceKey; name: string; previous: LbFrontend }> = [];
   private readonly writes: FrontendWrite[] = [];
-  private readonly backendWrites = new Map<number, { backend: LbBackend; services: Set<ServiceKey> }>();
+  private readonly backendWrites = new Map<number, { backend: LbBackend; services: ServiceKey[] }>();
   /** State of every frontend this run touches, before it touched it (for a rollback). */
   private readonly before = new Map<string, LbFrontend | undefined>();
   /** Backend ids that lost their last listing frontend in this run. */
@@ -539,9 +583,8 @@ class SyncRun {
               if (id === undefined) {
                 throw new WeftError('WEFT_ERR_IDS_EXHAUSTED', `no free backend id for ${bk}`);
               }
-              const have = this.r.mirrorBackend(id);
-              const want = lbBackendOf(id, d.backends.get(bk) as DesiredBackend);
-              if (!sameBackend(have, want)) backendWrites.push(want);
+              const want = d.backends.get(bk) as DesiredBackend;
+              if (!backendIs(this.r.mirrorBackend(id), id, want)) backendWrites.push(lbBackendOf(id, want));
               return id;
             });
           const previous = this.r.mirrorFrontend(name);
@@ -559,8 +602,8 @@ class SyncRun {
       this.writes.push(...writes);
       for (const b of backendWrites) {
         const have = this.backendWrites.get(b.id);
-        if (have) have.services.add(key);
-        else this.backendWrites.set(b.id, { backend: b, services: new Set([key]) });
+        if (!have) this.backendWrites.set(b.id, { backend: b, services: [key] });
+        else if (!have.services.includes(key)) have.services.push(key);
       }
       for (const name of this.r.setOwned(key, owned)) {
         this.touchedNames.add(name);
@@ -628,14 +671,14 @@ class SyncRun {
     const writes = this.writes.filter((w) => !this.failures.has(w.service));
     if (writes.length === 0) return;
     for (const w of writes) {
-      for (const id of idsOf(w.next)) {
+      forEachId(w.next, (id) => {
         if (!this.r.mirrorBackend(id)) {
           this.fail(
             w.service,
             new WeftError('WEFT_ERR_MAP_FULL', `backend ${id} of ${w.name} is not in the maps`),
           );
         }
-      }
+      });
     }
     const ready = writes.filter((w) => !this.failures.has(w.service));
     for (const w of ready) this.remember(w.name);
@@ -698,8 +741,12 @@ class SyncRun {
     const candidates = new Set(this.zeroed);
     // Written for a Service whose frontends then did not fit: nothing lists them.
     if (this.failures.size > 0) for (const id of this.backendWrites.keys()) candidates.add(id);
-    if (this.full) for (const id of this.r.backendIdsInMaps()) candidates.add(id);
     const ids = [...candidates].filter((id) => this.r.refCount(id) === 0 && this.r.mirrorBackend(id));
+    if (this.full) {
+      for (const id of this.r.backendIdsInMaps()) {
+        if (this.r.refCount(id) === 0 && !candidates.has(id)) ids.push(id);
+      }
+    }
     if (ids.length === 0) return;
     try {
       this.r.writer.removeBackends(ids);
