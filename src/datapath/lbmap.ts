@@ -655,13 +655,13 @@ export function planFrontend(previous: LbFrontend | undefined, next: LbFrontend 
     const before = listOf(previous, scope);
     const after = listOf(next, scope);
     if (next && after) {
-      after.forEach((id, i) => {
-        const value = slotEntry(next, id);
-        const old = before?.[i];
-        if (old !== id || previous?.revNatIndex !== next.revNatIndex) {
-          plan.serviceWrites.push([serviceKey(key, scope, i + 1), value]);
+      const revNatChanged = previous?.revNatIndex !== next.revNatIndex;
+      for (let i = 0; i < after.length; i++) {
+        const id = after[i]!;
+        if (revNatChanged || before?.[i] !== id) {
+          plan.serviceWrites.push([serviceKey(key, scope, i + 1), slotEntry(next, id)]);
         }
-      });
+      }
       const master = masterEntry(next, scope);
       const oldMaster = previous && before ? masterEntry(previous, scope) : undefined;
       if (!sameService(oldMaster, master)) masterWrites.push([serviceKey(key, scope, 0), master]);
@@ -1179,12 +1179,15 @@ export class LbMaps {
     const OLD_SLOT = 3;
     const OLD_INT = 4;
     const OLD_EXT = 5;
-    changes.forEach(({ previous, plan }, i) => {
-      const oldLength = (scope: number) =>
-        scope === LbScope.internal ? previous?.internalBackends?.length : previous?.backends.length;
-      for (const entry of plan.serviceWrites) {
+    for (let i = 0; i < changes.length; i++) {
+      const { previous, plan } = changes[i]!;
+      const oldExt = previous?.backends.length;
+      const oldInt = previous?.internalBackends?.length;
+      const writes = plan.serviceWrites;
+      for (let w = 0; w < writes.length; w++) {
+        const entry = writes[w]!;
         const k = entry[0];
-        const had = oldLength(k.scope);
+        const had = k.scope === LbScope.internal ? oldInt : oldExt;
         const exists = had !== undefined && k.backend_slot <= had;
         const group =
           k.backend_slot !== 0
@@ -1201,7 +1204,7 @@ export class LbMaps {
         groups[group]!.push(entry);
         owners[group]!.push(i);
       }
-    });
+    }
     const ordered = groups.flat();
     const ownerOf = owners.flat();
     if (ordered.length === 0) return;

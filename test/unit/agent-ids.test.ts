@@ -100,7 +100,12 @@ describe('assignSlots', () => {
 
   it('a large frontend whose backends did not change keeps every slot, whatever the order', () => {
     const previous = Array.from({ length: 100 }, (_, i) => 100 - i);
-    expect(assignSlots(previous, [...previous].sort((a, b) => a - b))).toEqual(previous);
+    expect(
+      assignSlots(
+        previous,
+        [...previous].sort((a, b) => a - b),
+      ),
+    ).toEqual(previous);
     const dup = [...previous.slice(0, 99), 100];
     expect(assignSlots(dup, previous)).toEqual([...previous.slice(0, 99), 1]);
   });

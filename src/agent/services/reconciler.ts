@@ -489,10 +489,14 @@ export class Reconciler {
 
   private trackWanted(key: ServiceKey, d: DesiredService): void {
     const before = this.wanted.get(key);
-    const backends = [...d.backends.keys()];
+    const backends = new Array<BackendKey>(d.backends.size);
     const local4: string[] = [];
-    for (const b of d.backends.values()) if (b.local && !b.address.includes(':')) local4.push(b.address);
-    for (const k of backends) this.backendWants.set(k, (this.backendWants.get(k) ?? 0) + 1);
+    let i = 0;
+    for (const [k, b] of d.backends) {
+      backends[i++] = k;
+      this.backendWants.set(k, (this.backendWants.get(k) ?? 0) + 1);
+      if (b.local && !b.address.includes(':')) local4.push(b.address);
+    }
     for (const a of local4) {
       const n = this.local4.get(a) ?? 0;
       if (n === 0) this.local4Changed = true;
@@ -566,6 +570,20 @@ class SyncRun {
       const owned: Array<readonly [string, string]> = [];
       const writes: FrontendWrite[] = [];
       const backendWrites: LbBackend[] = [];
+      const resolve = (list: BackendKey[]): number[] => {
+        const ids = new Array<number>(list.length);
+        for (let i = 0; i < list.length; i++) {
+          const bk = list[i]!;
+          const id = backendIds.allocate(bk);
+          if (id === undefined) {
+            throw new WeftError('WEFT_ERR_IDS_EXHAUSTED', `no free backend id for ${bk}`);
+          }
+          const want = d.backends.get(bk) as DesiredBackend;
+          if (!backendIs(this.r.mirrorBackend(id), id, want)) backendWrites.push(lbBackendOf(id, want));
+          ids[i] = id;
+        }
+        return ids;
+      };
       try {
         for (const f of effective) {
           const name = f.name;
@@ -577,16 +595,6 @@ class SyncRun {
               `no free reverse NAT index for ${name}: all 65535 are in use; remove Services`,
             );
           }
-          const resolve = (list: BackendKey[]) =>
-            list.map((bk) => {
-              const id = backendIds.allocate(bk);
-              if (id === undefined) {
-                throw new WeftError('WEFT_ERR_IDS_EXHAUSTED', `no free backend id for ${bk}`);
-              }
-              const want = d.backends.get(bk) as DesiredBackend;
-              if (!backendIs(this.r.mirrorBackend(id), id, want)) backendWrites.push(lbBackendOf(id, want));
-              return id;
-            });
           const previous = this.r.mirrorFrontend(name);
           const ext = assignSlots(previous?.backends, resolve(f.backends));
           const int = f.internalBackends
