@@ -71,6 +71,17 @@ describe('pod-template-hash', () => {
     expect(templatesEqualIgnoringHash(a, labelled)).toBe(true);
   });
 
+  it('ignores empty values kubectl writes back on rollout undo (resources: {}, creationTimestamp: null)', () => {
+    const a = deployment({}).spec!.template;
+    const fromUndo = structuredClone(a) as unknown as Record<string, Record<string, unknown>>;
+    (fromUndo.metadata as Record<string, unknown>).creationTimestamp = null;
+    (
+      (fromUndo.spec as { containers: Record<string, unknown>[] }).containers[0] as Record<string, unknown>
+    ).resources = {};
+    expect(templatesEqualIgnoringHash(a, fromUndo as never)).toBe(true);
+    expect(podTemplateHash(fromUndo as never)).toBe(podTemplateHash(a));
+  });
+
   it('names the ReplicaSet <deploy>-<hash> and adds the label to its selector and template', () => {
     const d = deployment({});
     const hash = podTemplateHash(d.spec?.template);
@@ -198,6 +209,18 @@ describe('rollout steps', () => {
     expect(planDeployment(d, [draining, idle], NOW).update).toEqual([]);
     const drained = replicaSet(d, '1', { spec: 0, current: 0, revision: 1, created: '2026-01-01T00:00:00Z' });
     expect(replicasOf(planDeployment(d, [drained, idle], NOW))).toEqual({ [idle.metadata!.name!]: 3 });
+  });
+
+  it('a paused Deployment starts no rollout but still scales its one ReplicaSet', () => {
+    const d = deployment({ env: '2', replicas: 5 });
+    d.spec!.paused = true;
+    const current = replicaSet(d, '1', { spec: 3, revision: 1, created: '2026-01-01T00:00:00Z' });
+    const plan = planDeployment(d, [current], NOW);
+    expect(plan.create).toBeUndefined();
+    expect(plan.update).toEqual([]);
+    const same = deployment({ env: '1', replicas: 5 });
+    same.spec!.paused = true;
+    expect(Object.values(replicasOf(planDeployment(same, [current], NOW)))).toEqual([5]);
   });
 
   it('rolling back to an old template makes its ReplicaSet the newest revision', () => {

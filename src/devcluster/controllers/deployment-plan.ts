@@ -21,17 +21,31 @@ export const MAX_REPLICAS_ANNOTATION = 'deployment.kubernetes.io/max-replicas';
 
 // --- the template hash ------------------------------------------------------------------------
 
-/** JSON with object keys sorted, so equal templates give equal text whatever the key order. */
+/**
+ * JSON with object keys sorted and empty values (null, {}, []) left out, so templates that are
+ * equal as Kubernetes' Go types are equal as text: key order does not matter, and neither does
+ * `resources: {}` or `creationTimestamp: null`, which kubectl writes back from a ReplicaSet's
+ * template on `rollout undo`.
+ */
 function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value instanceof Date) return JSON.stringify(value.toISOString());
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  return JSON.stringify(pruned(value) ?? null);
+}
+
+function pruned(value: unknown): unknown {
+  if (value instanceof Date) return value.toISOString();
+  if (Array.isArray(value)) {
+    const items = value.map((v) => pruned(v) ?? null);
+    return items.length > 0 ? items : undefined;
   }
-  return JSON.stringify(value);
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(value as Record<string, unknown>).sort()) {
+      const v = pruned((value as Record<string, unknown>)[k]);
+      if (v !== undefined) out[k] = v;
+    }
+    return Object.keys(out).length > 0 ? out : undefined;
+  }
+  return value === null ? undefined : value;
 }
 
 function fnv32a(text: string): number {
@@ -243,7 +257,10 @@ export function planDeployment(
   const oldSpec = () => old.reduce((sum, rs) => sum + current(rs), 0);
   const oldActivePods = old.reduce((sum, rs) => sum + (rs.status?.replicas ?? 0), 0);
 
-  if (!paused) {
+  if (paused) {
+    // A paused Deployment rolls nothing out but still scales, when one ReplicaSet runs it all.
+    if (newRS && oldSpec() === 0) setReplicas(newRS, replicas);
+  } else {
     if (deployment.spec?.strategy?.type === 'Recreate') {
       for (const rs of old) setReplicas(rs, 0);
       // The new pods start only once every old pod is gone.
