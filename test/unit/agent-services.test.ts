@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseEndpointSlice, parseNode, parseService } from '../../src/agent/k8s/objects.js';
-import { desiredService } from '../../src/agent/services/desired.js';
+import { desiredService, endpointsForPort } from '../../src/agent/services/desired.js';
 import type { DesiredService, EndpointSliceInfo, NodeInfo } from '../../src/agent/services/types.js';
 import { node, service, slice } from './agent-fixtures.js';
 
@@ -414,5 +414,60 @@ describe('Service → frontends and backends (Kubernetes semantics)', () => {
     const b = desired(svc, [...slices].reverse(), [...nodes].reverse());
     expect(a.frontends).toEqual(b.frontends);
     expect([...a.backends.entries()].sort()).toEqual([...b.backends.entries()].sort());
+  });
+});
+
+describe('endpointsForPort', () => {
+  const port = { name: 'http', port: 80, protocol: 'TCP' as const };
+  const sliceOf = (
+    name: string,
+    slicePort: number,
+    endpoints: Array<[string, { ready?: boolean; terminating?: boolean; node?: string }]>,
+  ): EndpointSliceInfo => ({
+    namespace: 'default',
+    name,
+    serviceName: 'web',
+    family: 4,
+    ports: [{ name: 'http', port: slicePort, protocol: 'TCP' }],
+    endpoints: endpoints.map(([address, e]) => ({
+      address,
+      ready: e.ready ?? true,
+      serving: true,
+      terminating: e.terminating ?? false,
+      ...(e.node ? { nodeName: e.node } : {}),
+    })),
+  });
+  const view = (slices: EndpointSliceInfo[]) =>
+    endpointsForPort(port, 4, slices, THIS_NODE).map(
+      (c) => `${c.address}:${c.port}${c.ready ? '' : ' not-ready'}${c.local ? ' local' : ''}`,
+    );
+
+  it('one address:port in two slices is one endpoint, the more usable copy, in first-seen order', () => {
+    expect(
+      view([
+        sliceOf('a', 8080, [
+          ['10.0.0.1', { ready: false, terminating: true }],
+          ['10.0.0.2', {}],
+        ]),
+        sliceOf('b', 8080, [
+          ['10.0.0.3', {}],
+          ['10.0.0.1', {}],
+        ]),
+      ]),
+    ).toEqual(['10.0.0.1:8080', '10.0.0.2:8080', '10.0.0.3:8080']);
+  });
+
+  it('the same address on two target ports is two endpoints, each merged on its own', () => {
+    expect(
+      view([
+        sliceOf('a', 8080, [['10.0.0.1', {}]]),
+        sliceOf('b', 9090, [
+          ['10.0.0.1', { ready: false }],
+          ['10.0.0.2', {}],
+        ]),
+        sliceOf('c', 9090, [['10.0.0.1', { node: THIS_NODE, ready: false }]]),
+        sliceOf('d', 8080, [['10.0.0.1', { node: THIS_NODE }]]),
+      ]),
+    ).toEqual(['10.0.0.1:8080 local', '10.0.0.1:9090 not-ready local', '10.0.0.2:9090']);
   });
 });

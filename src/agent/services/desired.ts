@@ -63,7 +63,11 @@ export function endpointsForPort(
   slices: readonly EndpointSliceInfo[],
   nodeName: string,
 ): Candidate[] {
-  const byAddress = new Map<string, Candidate>();
+  // In first-seen order of address:port; indexed by address (a string the cache already holds,
+  // cheap to hash), and by "address|port" only for an address seen with two ports.
+  const out: Candidate[] = [];
+  const byAddress = new Map<string, number>();
+  let byAddressPort: Map<string, number> | undefined;
   for (const slice of slices) {
     if (slice.family !== family) continue;
     const sp = slice.ports.find((p) => p.name === port.name && p.protocol === port.protocol);
@@ -77,18 +81,29 @@ export function endpointsForPort(
         terminating: e.terminating,
         local: e.nodeName !== undefined && e.nodeName === nodeName,
       };
-      const id = `${c.address}|${c.port}`;
-      const have = byAddress.get(id);
-      if (
-        !have ||
-        usability(c) > usability(have) ||
-        (usability(c) === usability(have) && c.local && !have.local)
-      ) {
-        byAddress.set(id, c);
+      let at = byAddress.get(c.address);
+      if (at === undefined) {
+        byAddress.set(c.address, out.length);
+        out.push(c);
+        continue;
+      }
+      if (out[at]!.port !== c.port) {
+        byAddressPort ??= new Map();
+        const id = `${c.address}|${c.port}`;
+        at = byAddressPort.get(id);
+        if (at === undefined) {
+          byAddressPort.set(id, out.length);
+          out.push(c);
+          continue;
+        }
+      }
+      const have = out[at]!;
+      if (usability(c) > usability(have) || (usability(c) === usability(have) && c.local && !have.local)) {
+        out[at] = c;
       }
     }
   }
-  return [...byAddress.values()];
+  return out;
 }
 
 /** kube-proxy's choice: the ready endpoints, or, when none is ready, the serving+terminating ones. */
