@@ -66,7 +66,8 @@ export function endpointsForPort(
   // In first-seen order of address:port; indexed by address (a string the cache already holds,
   // cheap to hash), and by "address|port" only for an address seen with two ports.
   const out: Candidate[] = [];
-  const byAddress = new Map<string, number>();
+  // A few endpoints (the usual Service): a scan of `out`; more: a Map, built on the way.
+  let byAddress: Map<string, number> | undefined;
   let byAddressPort: Map<string, number> | undefined;
   for (const slice of slices) {
     if (slice.family !== family) continue;
@@ -81,9 +82,27 @@ export function endpointsForPort(
         terminating: e.terminating,
         local: e.nodeName !== undefined && e.nodeName === nodeName,
       };
-      let at = byAddress.get(c.address);
+      let at: number | undefined;
+      if (byAddress) at = byAddress.get(c.address);
+      else {
+        // The first copy of the address, as the Map would give it.
+        for (let i = 0; i < out.length; i++) {
+          if (out[i]!.address === c.address) {
+            at = i;
+            break;
+          }
+        }
+      }
       if (at === undefined) {
-        byAddress.set(c.address, out.length);
+        if (byAddress) byAddress.set(c.address, out.length);
+        else if (out.length >= 8) {
+          byAddress = new Map();
+          for (let i = 0; i < out.length; i++) {
+            const a = out[i]!.address;
+            if (!byAddress.has(a)) byAddress.set(a, i);
+          }
+          byAddress.set(c.address, out.length);
+        }
         out.push(c);
         continue;
       }
@@ -145,18 +164,6 @@ function backendKeys(
   return keys.sort(compareKeys);
 }
 
-/** Hands out a backend list: the list itself to its first user, a copy to every other. */
-class Lists {
-  private readonly given = new Set<BackendKey[]>();
-  take(list: BackendKey[]): BackendKey[] {
-    if (!this.given.has(list)) {
-      this.given.add(list);
-      return list;
-    }
-    return [...list];
-  }
-}
-
 export function desiredService(
   svc: ServiceInfo,
   slices: readonly EndpointSliceInfo[],
@@ -172,7 +179,8 @@ export function desiredService(
 
   const sortedSlices = slices.length > 1 ? [...slices].sort((a, b) => compareKeys(a.name, b.name)) : slices;
   let ownNode: NodeInfo | undefined;
-  const seenFrontends = new Set<string>();
+  // Frontend names so far: a handful per Service, so a list (a Set per Service costs more).
+  const seenFrontends: string[] = [];
   // With one port in one family and no Local policy, only the cluster-wide list is ever listed:
   // the node-local one (a subset of the same candidates, or backends nothing lists) is skipped,
   // and so is the final pass that drops backends no frontend lists.
@@ -181,7 +189,6 @@ export function desiredService(
     svc.externalTrafficPolicy === 'Local' ||
     svc.ports.length * svc.clusterIPs.length > 1;
   let maybeUnlisted = usesLocal;
-  const lists = new Lists();
 
   for (const port of svc.ports) {
     for (const clusterIP of svc.clusterIPs) {
@@ -191,16 +198,24 @@ export function desiredService(
       const localKeys = usesLocal
         ? backendKeys(usableEndpoints(candidates.filter((c) => c.local)), port.protocol, out.backends)
         : clusterKeys;
-      const listFor = (policy: 'Cluster' | 'Local') =>
-        lists.take(policy === 'Local' ? localKeys : clusterKeys);
+      // Each list goes to its first user as it is, to every other as a copy.
+      let clusterGiven = false;
+      let localGiven = false;
+      const listFor = (policy: 'Cluster' | 'Local'): BackendKey[] => {
+        const list = policy === 'Local' ? localKeys : clusterKeys;
+        const given = list === clusterKeys ? clusterGiven : localGiven;
+        if (list === clusterKeys) clusterGiven = true;
+        if (list === localKeys) localGiven = true;
+        return given ? [...list] : list;
+      };
 
       const add = (address: string, portNumber: number, type: FrontendType) => {
         const name = `${family === 6 ? `[${address}]` : address}:${portNumber}/${port.protocol}`;
-        if (seenFrontends.has(name)) {
+        if (seenFrontends.includes(name)) {
           maybeUnlisted = true;
           return;
         }
-        seenFrontends.add(name);
+        seenFrontends.push(name);
         const f: DesiredFrontend = {
           name,
           address,
