@@ -435,6 +435,19 @@ function checkAddress(what: What, a: unknown): IpFamily {
 const frontendTypes: readonly FrontendType[] = ['ClusterIP', 'NodePort', 'ExternalIP', 'LoadBalancer'];
 const MAX_BACKENDS_PER_FRONTEND = 0xffff;
 
+function checkBackendList(what: What, field: string, list: unknown): void {
+  if (!Array.isArray(list)) invalid(what, `${field} must be a list of backend ids`);
+  if (list.length > MAX_BACKENDS_PER_FRONTEND) {
+    invalid(what, `${field} lists ${list.length} backends; at most ${MAX_BACKENDS_PER_FRONTEND} fit`);
+  }
+  for (let i = 0; i < list.length; i++) {
+    const id: unknown = list[i];
+    // The usual case without a call; checkInteger names the fault.
+    if (typeof id === 'number' && id >= 1 && id <= 0xffff_ffff && Number.isInteger(id)) continue;
+    checkInteger(what, `${field} id`, id, 1, 0xffff_ffff);
+  }
+}
+
 /** Throws WEFT_ERR_LB_INVALID naming the frontend and the field, before any map is touched. */
 export function validateFrontend(f: LbFrontend): void {
   const what = () => `frontend ${f.address}:${f.port}/${f.protocol}`;
@@ -444,17 +457,8 @@ export function validateFrontend(f: LbFrontend): void {
   if (!frontendTypes.includes(f.type))
     invalid(what, `type ${String(f.type)} must be one of ${frontendTypes.join(', ')}`);
   checkInteger(what, 'revNatIndex', f.revNatIndex, 1, 0xffff);
-  for (const [field, list] of [
-    ['backends', f.backends],
-    ['internalBackends', f.internalBackends],
-  ] as const) {
-    if (list === undefined && field === 'internalBackends') continue;
-    if (!Array.isArray(list)) invalid(what, `${field} must be a list of backend ids`);
-    if (list.length > MAX_BACKENDS_PER_FRONTEND) {
-      invalid(what, `${field} lists ${list.length} backends; at most ${MAX_BACKENDS_PER_FRONTEND} fit`);
-    }
-    for (const id of list) checkInteger(what, `${field} id`, id, 1, 0xffff_ffff);
-  }
+  checkBackendList(what, 'backends', f.backends);
+  if (f.internalBackends !== undefined) checkBackendList(what, 'internalBackends', f.internalBackends);
   if (f.affinityTimeoutSeconds !== undefined) {
     checkInteger(what, 'affinityTimeoutSeconds', f.affinityTimeoutSeconds, 1, 0xffff_ffff);
   }
@@ -477,17 +481,21 @@ export function validateBackend(b: LbBackend): void {
 
 // ---- model ↔ entries (pure) ------------------------------------------------------------
 
-function frontendFlags(f: LbFrontend): { flags: number; flags2: number } {
+function frontendFlags1(f: LbFrontend): number {
   let flags = 0;
   if (f.type === 'ExternalIP') flags |= LbServiceFlag.externalIP;
   if (f.type === 'NodePort') flags |= LbServiceFlag.nodePort;
   if (f.type === 'LoadBalancer') flags |= LbServiceFlag.loadBalancer;
   if (f.affinityTimeoutSeconds !== undefined) flags |= LbServiceFlag.affinity;
   if (f.externalTrafficPolicy === 'Local') flags |= LbServiceFlag.externalLocal;
+  return flags;
+}
+
+function frontendFlags2(f: LbFrontend): number {
   let flags2 = 0;
   if (f.internalTrafficPolicy === 'Local') flags2 |= LbServiceFlag2.internalLocal;
   if (f.internalBackends !== undefined) flags2 |= LbServiceFlag2.twoScopes;
-  return { flags, flags2 };
+  return flags2;
 }
 
 function frontendTypeOf(flags: number): FrontendType {
@@ -516,14 +524,13 @@ export function serviceKey(f: FrontendAddress, scope: number, slot: number): Lb4
 
 /** The master entry of one scope. */
 export function masterEntry(f: LbFrontend, scope: number): LbService {
-  const list = scope === LbScope.internal ? (f.internalBackends ?? []) : f.backends;
-  const { flags, flags2 } = frontendFlags(f);
+  const count = scope === LbScope.internal ? (f.internalBackends?.length ?? 0) : f.backends.length;
   return {
     backend_id: f.affinityTimeoutSeconds ?? 0,
-    count: list.length,
+    count,
     rev_nat_index: f.revNatIndex,
-    flags,
-    flags2,
+    flags: frontendFlags1(f),
+    flags2: frontendFlags2(f),
   };
 }
 
@@ -627,6 +634,8 @@ function affinityPairs(f: LbFrontend | undefined): ReadonlyMap<string, LbAffinit
  * re-applying the same state, as an agent does on restart, rewrites nothing a program reads
  * on the connect path (only the frontend's reverse NAT entry, with the same value).
  */
+const planScopes = [LbScope.internal, LbScope.external] as const;
+
 export function planFrontend(previous: LbFrontend | undefined, next: LbFrontend | undefined): FrontendPlan {
   const plan: FrontendPlan = {
     reverseNatWrites: [],
@@ -638,9 +647,6 @@ export function planFrontend(previous: LbFrontend | undefined, next: LbFrontend 
   };
   const key = next ?? previous;
   if (!key) return plan;
-  const scopes = [LbScope.internal, LbScope.external] as const;
-  const listOf = (f: LbFrontend | undefined, scope: number) =>
-    scope === LbScope.internal ? f?.internalBackends : f?.backends;
 
   // Always (re)written: one entry per frontend, and the slots say nothing about whether it is there.
   if (next) plan.reverseNatWrites.push([next.revNatIndex, { address: next.address, port: next.port }]);
@@ -651,9 +657,9 @@ export function planFrontend(previous: LbFrontend | undefined, next: LbFrontend 
   const masterWrites: Array<[Lb4Key, LbService]> = [];
   const masterDeletes: Lb4Key[] = [];
   const slotDeletes: Lb4Key[] = [];
-  for (const scope of scopes) {
-    const before = listOf(previous, scope);
-    const after = listOf(next, scope);
+  for (const scope of planScopes) {
+    const before = scope === LbScope.internal ? previous?.internalBackends : previous?.backends;
+    const after = scope === LbScope.internal ? next?.internalBackends : next?.backends;
     if (next && after) {
       const revNatChanged = previous?.revNatIndex !== next.revNatIndex;
       for (let i = 0; i < after.length; i++) {
@@ -1116,8 +1122,10 @@ export class LbMaps {
 
   /** Applies the plans of many frontends at once, family by family, in the safe order. */
   private execute(changes: FrontendChange[]): void {
+    const byFamily: Record<IpFamily, FrontendChange[]> = { 4: [], 6: [] };
+    for (const c of changes) byFamily[knownFamily(c.frontend.address)].push(c);
     for (const maps of [this.v4, this.v6]) {
-      const mine = changes.filter((c) => knownFamily(c.frontend.address) === maps.family);
+      const mine = byFamily[maps.family];
       if (mine.length === 0) continue;
       const plans = mine.map((c) => c.plan);
       const revNatWrites = plans.flatMap((p) => p.reverseNatWrites);
