@@ -136,23 +136,18 @@ export async function teardownCluster(name: string, opts: TeardownOptions = {}):
   }
   // The shared parent goes with the last cluster (another `up` recreates it as needed).
   if (clusterCgroup) removeIfEmpty(dirname(clusterCgroup));
-  for (const dir of pinDirs) {
+  // BPF pins, then each node agent's state directory (its API socket).
+  const dirs = [
+    ...[...pinDirs].map((dir) => ({ dir, what: 'BPF pins' })),
+    ...[...agentDirs].map((dir) => ({ dir, what: 'agent state' })),
+  ];
+  for (const { dir, what } of dirs) {
     if (!existsSync(dir)) continue;
     try {
       rmSync(dir, { recursive: true, force: true });
-      removed.push(`BPF pins ${dir}`);
+      removed.push(`${what} ${dir}`);
     } catch (err) {
-      errors.push(`BPF pins ${dir}: ${(err as Error).message}`);
-    }
-  }
-
-  for (const dir of agentDirs) {
-    if (!existsSync(dir)) continue;
-    try {
-      rmSync(dir, { recursive: true, force: true });
-      removed.push(`agent state ${dir}`);
-    } catch (err) {
-      errors.push(`agent state ${dir}: ${(err as Error).message}`);
+      errors.push(`${what} ${dir}: ${(err as Error).message}`);
     }
   }
 
