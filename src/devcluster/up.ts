@@ -100,24 +100,7 @@ export async function createCluster(opts: UpOptions, progress: Progress): Promis
     await progress.step(`Preparing nodes (${rec.nodes.map((n) => n.name).join(', ')})`, async () => {
       await Promise.all(rec.nodes.map((n) => createNode(rec, n)));
     });
-    const daemon = await progress.step(
-      'Starting control plane (API server, controllers, kubelets)',
-      async () => {
-        const proc = startDaemon(rec);
-        rec.daemon = proc;
-        writeClusterRecord(rec);
-        return waitForDaemon(rec, proc, opts.waitMs);
-      },
-    );
-    await progress.step(
-      `Waiting for ${rec.nodes.length} node${rec.nodes.length === 1 ? '' : 's'} to be Ready`,
-      () => waitForNodesReady(rec, daemon.kubeconfig, opts.waitMs),
-    );
-    if (rec.agents) {
-      await progress.step(`Waiting for the weft agent${rec.nodes.length === 1 ? '' : 's'} to be ready`, () =>
-        waitForAgentsReady(rec, opts.waitMs),
-      );
-    }
+    await runDaemonUntilReady(rec, opts.waitMs, progress);
     rec.phase = 'running';
     writeClusterRecord(rec);
     return rec;
@@ -167,6 +150,11 @@ export async function startClusterDaemon(name: string, waitMs: number, progress:
     );
   }
   progress.line(`Starting cluster "${name}" ...`);
+  await runDaemonUntilReady(rec, waitMs, progress);
+}
+
+/** Starts the cluster's daemon and waits until it answers, every node is Ready and every agent is ready. */
+async function runDaemonUntilReady(rec: ClusterRecord, waitMs: number, progress: Progress): Promise<void> {
   const daemon = await progress.step(
     'Starting control plane (API server, controllers, kubelets)',
     async () => {
