@@ -100,7 +100,17 @@ export async function run(args: string[]): Promise<number> {
     throw new WeftError('WEFT_ERR_USAGE', `weft status takes no arguments, got "${flags.positionals[0]}"`);
   }
   const status = await agentGet<StatusResponse>(flags.target(), '/v1/status');
-  if (flags.output === 'json') printJson(status);
-  else process.stdout.write(`${statusText(status)}\n`);
-  return 0;
+  if (flags.output === 'json') {
+    printJson(status);
+    return 0;
+  }
+  process.stdout.write(`${statusText(status)}\n`);
+  // Like `cilium status`: the table exits 1 when the agent is not healthy (scripts test it);
+  // -o json always exits 0 with the object, whose "health" says it.
+  return statusExitCode(status);
+}
+
+/** 0 when the agent is Ok; 1 when it is Starting or Degraded. */
+export function statusExitCode(status: Pick<StatusResponse, 'health'>): number {
+  return status.health === 'Ok' ? 0 : 1;
 }

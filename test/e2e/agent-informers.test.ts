@@ -253,6 +253,17 @@ describe('the agent on a Kubernetes API through its informers', () => {
     });
     expect(s.health).toBe('Degraded');
     expect(s.problems.join('\n')).toMatch(/watch/);
+    // `weft status` says so, and exits 1 like `cilium status` for an unhealthy agent.
+    const cli = await execFileAsync(
+      process.execPath,
+      ['--import', 'tsx', resolve(projectRoot, 'src/cli/weft.ts'), 'status', '--state-dir', stateDir],
+      { encoding: 'utf8', cwd: projectRoot },
+    ).then(
+      () => ({ code: 0, stdout: '' }),
+      (err: { code: number; stdout: string }) => ({ code: err.code, stdout: err.stdout }),
+    );
+    expect(cli.code).toBe(1);
+    expect(cli.stdout).toMatch(/^Agent:\s+Degraded/m);
     expect(await view()).toEqual(before);
     // The maps themselves, as the programs read them, still hold every frontend.
     const lb = LbMaps.openPinned(pinRoot);

@@ -11,7 +11,7 @@ import {
 } from '../../src/cli/agent-client.js';
 import { lbServicesTable } from '../../src/cli/bpf.js';
 import { serviceTable } from '../../src/cli/service.js';
-import { statusText } from '../../src/cli/status.js';
+import { statusExitCode, statusText } from '../../src/cli/status.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'weft-agent-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -223,5 +223,13 @@ describe('tables', () => {
     [90000, '1d1h'],
   ])('%d s reads %s', (s, text) => {
     expect(shortDuration(s)).toBe(text);
+  });
+});
+
+describe('weft status exit code', () => {
+  it('is 0 only for a healthy agent, as cilium status', () => {
+    expect(statusExitCode({ health: 'Ok' })).toBe(0);
+    expect(statusExitCode({ health: 'Degraded' })).toBe(1);
+    expect(statusExitCode({ health: 'Starting' })).toBe(1);
   });
 });
