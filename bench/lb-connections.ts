@@ -4,7 +4,13 @@
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { attachCgroup, type BpfLink } from '../src/datapath/cgroup.js';
-import { type LbFrontend, LbMaps, frontendName, lbMaxEntries } from '../src/datapath/lbmap.js';
+import {
+  type LbFrontend,
+  LbMaps,
+  frontendName,
+  lbMaxEntries,
+  sockLbPrograms,
+} from '../src/datapath/lbmap.js';
 import { BpfObject } from '../src/datapath/object.js';
 import { bpfObjectPath } from '../src/shared/self.js';
 import { kubeProxyJumpsRestore, kubeProxyRestore, serviceChain } from './lb-kube-proxy.js';
@@ -136,17 +142,6 @@ interface Sockets {
   links: BpfLink[];
 }
 
-const SOCK_LB_PROGRAMS = [
-  'weft_sock4_connect',
-  'weft_sock4_sendmsg',
-  'weft_sock4_recvmsg',
-  'weft_sock4_getpeername',
-  'weft_sock6_connect',
-  'weft_sock6_sendmsg',
-  'weft_sock6_recvmsg',
-  'weft_sock6_getpeername',
-] as const;
-
 /** sock_lb.bpf.o loaded with its maps pinned under the run's pin root, attached to the node cgroup. */
 function loadSocketLb(t: Topology, teardown: Teardown): Sockets {
   const obj = BpfObject.open(bpfObjectPath('sock_lb.bpf.o'), {
@@ -168,7 +163,7 @@ function loadSocketLb(t: Topology, teardown: Teardown): Sockets {
   });
   obj.load();
   lb = LbMaps.fromObject(obj);
-  for (const name of SOCK_LB_PROGRAMS) links.push(attachCgroup(obj.program(name), t.socklbNode));
+  for (const name of sockLbPrograms) links.push(attachCgroup(obj.program(name), t.socklbNode));
   return { obj, lb, links };
 }
 

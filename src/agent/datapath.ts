@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { attachCgroup, BpfLink } from '../datapath/cgroup.js';
-import { type LbMapSizes, LbMaps, lbMapNames, lbMaxEntries } from '../datapath/lbmap.js';
+import { type LbMapSizes, LbMaps, lbMapNames, lbMaxEntries, sockLbPrograms } from '../datapath/lbmap.js';
 import type { BpfMap } from '../datapath/map.js';
 import { attachNodePort, type NodePortDatapath, NodePortMaps, queryNodePort } from '../datapath/nodeport.js';
 import { BpfObject } from '../datapath/object.js';
@@ -16,17 +16,8 @@ import type { Logger } from '../shared/log.js';
 import { bpfObjectPath } from '../shared/self.js';
 import type { LbReadBack } from './services/reconciler.js';
 
-/** The socket-LB programs of sock_lb.bpf.o, each on its cgroup hook. */
-export const sockLbPrograms = [
-  'weft_sock4_connect',
-  'weft_sock4_sendmsg',
-  'weft_sock4_recvmsg',
-  'weft_sock4_getpeername',
-  'weft_sock6_connect',
-  'weft_sock6_sendmsg',
-  'weft_sock6_recvmsg',
-  'weft_sock6_getpeername',
-] as const;
+/** The socket-LB programs, re-exported for the agent's callers. */
+export { sockLbPrograms };
 
 /**
  * Map sizes from --bpf-lb-map-max (Cilium's flag): backends, reverse NAT, socket reverse NAT and

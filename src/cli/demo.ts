@@ -7,7 +7,13 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { attachCgroup, type BpfLink } from '../datapath/cgroup.js';
 import { cgroup2Root, checkKernel, checkPrivileges, ensureBpffs } from '../datapath/environment.js';
-import { type LbBackend, type LbFrontend, LbMaps, type SockLbStat } from '../datapath/lbmap.js';
+import {
+  type LbBackend,
+  type LbFrontend,
+  LbMaps,
+  type SockLbStat,
+  sockLbPrograms,
+} from '../datapath/lbmap.js';
 import { BpfObject } from '../datapath/object.js';
 import { netnsPath, sandboxArgv } from '../devcluster/sandbox-exec.js';
 import { WeftError } from '../shared/errors.js';
@@ -58,17 +64,6 @@ const BACKENDS = [
   { id: 3, name: 'web-3', address: '10.244.1.13' },
 ] as const;
 const REMOVED = BACKENDS[2];
-
-const PROGRAMS = [
-  'weft_sock4_connect',
-  'weft_sock4_sendmsg',
-  'weft_sock4_recvmsg',
-  'weft_sock4_getpeername',
-  'weft_sock6_connect',
-  'weft_sock6_sendmsg',
-  'weft_sock6_recvmsg',
-  'weft_sock6_getpeername',
-] as const;
 
 export async function run(args: string[]): Promise<number> {
   const [first, ...rest] = args;
@@ -237,7 +232,7 @@ async function socketLbDemo(connections: number, say: (line?: string) => void): 
         link.close();
       }
     });
-    for (const name of PROGRAMS) links.push(attachCgroup(obj.program(name), cgroup));
+    for (const name of sockLbPrograms) links.push(attachCgroup(obj.program(name), cgroup));
     say(`Sandbox    network namespace ${tag}, cgroup ${cgroup}`);
     say(
       `Datapath   ${links.length} programs of ${objectPath} attached to the cgroup; maps pinned in ${pinRoot}`,

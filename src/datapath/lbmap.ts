@@ -28,6 +28,18 @@ import { BpfObject } from './object.js';
 
 // ---- layouts (mirror bpf/include/weft/lb.h) ------------------------------------------------
 
+/** The socket-LB programs of sock_lb.bpf.o, each attached to its cgroup hook, in this order. */
+export const sockLbPrograms = [
+  'weft_sock4_connect',
+  'weft_sock4_sendmsg',
+  'weft_sock4_recvmsg',
+  'weft_sock4_getpeername',
+  'weft_sock6_connect',
+  'weft_sock6_sendmsg',
+  'weft_sock6_recvmsg',
+  'weft_sock6_getpeername',
+] as const;
+
 export interface Lb4Key {
   address: string;
   dport: number;

@@ -1,20 +1,11 @@
 // Loads bpf/dist/sock_lb.bpf.o the way the agent will: maps pinned under the sandbox's pin
 // root, every program attached to a cgroup with a BPF link. close() detaches and frees all.
 import { attachCgroup, type BpfLink } from '../../../src/datapath/cgroup.js';
-import { LbMaps } from '../../../src/datapath/lbmap.js';
+import { LbMaps, sockLbPrograms } from '../../../src/datapath/lbmap.js';
 import { BpfObject } from '../../../src/datapath/object.js';
 import { bpfObjectPath } from '../../../src/shared/self.js';
 
-export const sockLbPrograms = [
-  'weft_sock4_connect',
-  'weft_sock4_sendmsg',
-  'weft_sock4_recvmsg',
-  'weft_sock4_getpeername',
-  'weft_sock6_connect',
-  'weft_sock6_sendmsg',
-  'weft_sock6_recvmsg',
-  'weft_sock6_getpeername',
-] as const;
+export { sockLbPrograms };
 
 export interface LoadedSockLb {
   obj: BpfObject;
