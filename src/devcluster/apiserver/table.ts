@@ -123,6 +123,29 @@ const ageColumn: Column = {
   description: 'CreationTimestamp is a timestamp representing the server time when this object was created.',
   cell: age,
 };
+/** `-o wide` columns of a workload (Deployment, ReplicaSet, DaemonSet): its containers, images, selector. */
+function workloadWideColumns(selectorDescription: string): Column[] {
+  return [
+    {
+      name: 'Containers',
+      priority: 1,
+      description: 'Names of each container in the template.',
+      cell: (o) => workloadImages(o, 'name'),
+    },
+    {
+      name: 'Images',
+      priority: 1,
+      description: 'Images referenced by each container in the template.',
+      cell: (o) => workloadImages(o, 'image'),
+    },
+    {
+      name: 'Selector',
+      priority: 1,
+      description: selectorDescription,
+      cell: (o) => selectorText(get(o, 'spec', 'selector')),
+    },
+  ];
+}
 const createdAtColumn: Column = {
   name: 'Created At',
   type: 'date',
@@ -526,24 +549,7 @@ const columnsByKind: Record<string, Column[]> = {
       cell: (o) => num(get(o, 'status', 'availableReplicas')),
     },
     ageColumn,
-    {
-      name: 'Containers',
-      priority: 1,
-      description: 'Names of each container in the template.',
-      cell: (o) => workloadImages(o, 'name'),
-    },
-    {
-      name: 'Images',
-      priority: 1,
-      description: 'Images referenced by each container in the template.',
-      cell: (o) => workloadImages(o, 'image'),
-    },
-    {
-      name: 'Selector',
-      priority: 1,
-      description: 'Label selector for pods.',
-      cell: (o) => selectorText(get(o, 'spec', 'selector')),
-    },
+    ...workloadWideColumns('Label selector for pods.'),
   ],
   'apps/ReplicaSet': [
     nameColumn,
@@ -566,24 +572,7 @@ const columnsByKind: Record<string, Column[]> = {
       cell: (o) => num(get(o, 'status', 'readyReplicas')),
     },
     ageColumn,
-    {
-      name: 'Containers',
-      priority: 1,
-      description: 'Names of each container in the template.',
-      cell: (o) => workloadImages(o, 'name'),
-    },
-    {
-      name: 'Images',
-      priority: 1,
-      description: 'Images referenced by each container in the template.',
-      cell: (o) => workloadImages(o, 'image'),
-    },
-    {
-      name: 'Selector',
-      priority: 1,
-      description: 'Label selector for pods.',
-      cell: (o) => selectorText(get(o, 'spec', 'selector')),
-    },
+    ...workloadWideColumns('Label selector for pods.'),
   ],
   'apps/DaemonSet': [
     nameColumn,
@@ -626,24 +615,7 @@ const columnsByKind: Record<string, Column[]> = {
       cell: (o) => labelsText(get(o, 'spec', 'template', 'spec', 'nodeSelector')),
     },
     ageColumn,
-    {
-      name: 'Containers',
-      priority: 1,
-      description: 'Names of each container in the template.',
-      cell: (o) => workloadImages(o, 'name'),
-    },
-    {
-      name: 'Images',
-      priority: 1,
-      description: 'Images referenced by each container in the template.',
-      cell: (o) => workloadImages(o, 'image'),
-    },
-    {
-      name: 'Selector',
-      priority: 1,
-      description: 'A label query over pods that are managed by the daemon set.',
-      cell: (o) => selectorText(get(o, 'spec', 'selector')),
-    },
+    ...workloadWideColumns('A label query over pods that are managed by the daemon set.'),
   ],
   'rbac.authorization.k8s.io/ClusterRole': [nameColumn, createdAtColumn],
   'rbac.authorization.k8s.io/Role': [nameColumn, createdAtColumn],
