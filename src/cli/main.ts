@@ -52,8 +52,14 @@ export function reportError(err: unknown): number {
     process.stderr.write(`Error: ${err.message}\n`);
     return err.code === 'WEFT_ERR_USAGE' ? 2 : 1;
   }
-  if (err instanceof Error && (err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-    process.stderr.write(`Error: ${err.message}\n`);
+  const code = err instanceof Error ? (err as NodeJS.ErrnoException).code : undefined;
+  if (code?.startsWith('ERR_PARSE_ARGS_')) {
+    // node:util parseArgs, for every command: a usage error, not a crash.
+    const positional = /Unexpected argument '([^']*)'/.exec((err as Error).message);
+    const text = positional
+      ? `unexpected argument "${positional[1]}"`
+      : (err as Error).message.split('. To specify')[0];
+    process.stderr.write(`Error: ${text}\n`);
     return 2;
   }
   process.stderr.write(`Error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
