@@ -1,4 +1,3 @@
-import { Agent } from '../agent/agent.js';
 import { agentUsage, parseAgentArgs } from '../agent/config.js';
 import { subsysLogger } from '../shared/log.js';
 
@@ -17,6 +16,9 @@ export async function run(args: string[]): Promise<number> {
   process.on('unhandledRejection', (err) => {
     log.error({ err: err instanceof Error ? err.stack : String(err) }, 'unhandled promise rejection');
   });
+  // Loaded only now: the agent's modules (client-node, the datapath) cost about a second of
+  // start-up that `--help` and a flag error need not pay.
+  const { Agent } = await import('../agent/agent.js');
   const agent = await Agent.start(config);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
