@@ -31,24 +31,7 @@ export function weft(
   opts: { input?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<RunResult> {
   const [node, main] = weftCommand();
-  return new Promise((resolve, reject) => {
-    const child = spawn(node, [main, ...args], {
-      env: { ...process.env, ...opts.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => {
-      stdout += b.toString();
-    });
-    child.stderr.on('data', (b: Buffer) => {
-      stderr += b.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr }));
-    child.stdin.on('error', () => {}); // the command may exit without reading its input
-    child.stdin.end(opts.input ?? '');
-  });
+  return run(node, [main, ...args], opts.input, opts.env);
 }
 
 /** Runs a command and fails with its output when it does not exit 0. */
@@ -93,24 +76,7 @@ export function coreApi(cluster: string): CoreV1Api {
 
 /** kubectl against the cluster, as a user would run it. */
 export function kubectl(cluster: string, args: string[], input?: string): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('kubectl', args, {
-      env: { ...process.env, KUBECONFIG: kubeconfigPath(cluster) },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => {
-      stdout += b.toString();
-    });
-    child.stderr.on('data', (b: Buffer) => {
-      stderr += b.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-    child.stdin.on('error', () => {}); // the command may exit without reading its input
-    child.stdin.end(input ?? '');
-  });
+  return run('kubectl', args, input, { KUBECONFIG: kubeconfigPath(cluster) });
 }
 
 /** A test-unique cluster name (tests of several engineers share this host). */
@@ -218,9 +184,18 @@ export function failureTracker(): {
   };
 }
 
-export function run(file: string, args: string[], input?: string): Promise<RunResult> {
+/** Runs a command with `input` on its stdin (and `env` over ours) and collects its output. */
+export function run(
+  file: string,
+  args: string[],
+  input?: string,
+  env?: NodeJS.ProcessEnv,
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(file, args, {
+      env: { ...process.env, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (b: Buffer) => {
@@ -230,7 +205,7 @@ export function run(file: string, args: string[], input?: string): Promise<RunRe
       stderr += b.toString();
     });
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr }));
     child.stdin.on('error', () => {}); // the command may exit without reading its input
     child.stdin.end(input ?? '');
   });
