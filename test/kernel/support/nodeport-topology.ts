@@ -14,76 +14,26 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { checkEnvironment } from '../../../src/datapath/environment.js';
 import { projectRoot } from '../../../src/shared/self.js';
-import type { PeerReply, PeerRequest } from './nodeport-peer.js';
+import type { PeerRequest } from './nodeport-peer.js';
+import { RequestChannel } from './request-channel.js';
 
 const PEER = resolve(projectRoot, 'test/kernel/support/nodeport-peer.ts');
-
-type WithoutSeq<T> = T extends unknown ? Omit<T, 'seq'> : never;
 
 function ip(...args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
 /** A peer process (nodeport-peer.ts) in one namespace, and its request channel. */
-export class Peer {
-  readonly child: ChildProcess;
-  private seq = 0;
-  private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
-  private readonly exited: Promise<void>;
-  private stderr = '';
-
+export class Peer extends RequestChannel<PeerRequest> {
   constructor(child: ChildProcess, ready: () => void, failed: (err: Error) => void) {
-    this.child = child;
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => {
-      this.stderr = (this.stderr + chunk).slice(-4000);
+    super(child, {
+      what: 'peer',
+      ready: () => ready(),
+      failed,
+      error: (code, message) => Object.assign(new Error(`${code}: ${message}`), { code }),
     });
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      let r: PeerReply;
-      try {
-        r = JSON.parse(line) as PeerReply;
-      } catch {
-        return;
-      }
-      if (r.seq === 0 && r.ok) return ready();
-      const waiter = this.pending.get(r.seq);
-      if (!waiter) return;
-      this.pending.delete(r.seq);
-      if (r.ok) waiter.resolve(r.result);
-      else
-        waiter.reject(
-          Object.assign(new Error(`${r.error.code}: ${r.error.message}`), { code: r.error.code }),
-        );
-    });
-    this.exited = new Promise((resolveExit) => {
-      child.once('exit', (code, signal) => {
-        const err = new Error(`peer exited (${signal ?? code}); stderr: ${this.stderr.trim()}`);
-        failed(err);
-        for (const w of this.pending.values()) w.reject(err);
-        this.pending.clear();
-        resolveExit();
-      });
-    });
-  }
-
-  request<T>(req: WithoutSeq<PeerRequest>): Promise<T> {
-    const seq = ++this.seq;
-    return new Promise<T>((resolveReq, reject) => {
-      this.pending.set(seq, { resolve: resolveReq as (v: unknown) => void, reject });
-      this.child.stdin!.write(`${JSON.stringify({ ...req, seq })}\n`);
-    });
-  }
-
-  /** Closes its stdin (the signal to exit); kills it by PID if it does not go. */
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.stdin?.end();
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
-    await this.exited;
-    clearTimeout(timer);
   }
 }
 

@@ -5,15 +5,12 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { cgroup2Root, checkEnvironment } from '../../../src/datapath/environment.js';
 import { projectRoot } from '../../../src/shared/self.js';
-import type { WorkloadReply, WorkloadRequest } from './workload-protocol.js';
+import { RequestChannel } from './request-channel.js';
+import type { WorkloadRequest } from './workload-protocol.js';
 
 const WORKLOAD = resolve(projectRoot, 'test/kernel/support/workload.ts');
-
-/** Distributes `Omit` over a union, so each request keeps its own fields. */
-type WithoutSeq<T> = T extends unknown ? Omit<T, 'seq'> : never;
 
 function run(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -29,62 +26,14 @@ export class WorkloadError extends Error {
 }
 
 /** A workload process (workload.ts) and its request channel. */
-export class Workload {
-  readonly child: ChildProcess;
-  private seq = 0;
-  private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
-  private readonly exited: Promise<void>;
-  private stderr = '';
-
+export class Workload extends RequestChannel<WorkloadRequest> {
   constructor(child: ChildProcess, ready: (pid: number) => void, failed: (err: Error) => void) {
-    this.child = child;
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => {
-      this.stderr = (this.stderr + chunk).slice(-4000);
+    super(child, {
+      what: 'workload',
+      ready: (result) => ready((result as { pid: number }).pid),
+      failed,
+      error: (code, message) => new WorkloadError(code, message),
     });
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      let r: WorkloadReply;
-      try {
-        r = JSON.parse(line) as WorkloadReply;
-      } catch {
-        return; // not ours (a library printing to stdout)
-      }
-      if (r.seq === 0 && r.ok) {
-        ready((r.result as { pid: number }).pid);
-        return;
-      }
-      const waiter = this.pending.get(r.seq);
-      if (!waiter) return;
-      this.pending.delete(r.seq);
-      if (r.ok) waiter.resolve(r.result);
-      else waiter.reject(new WorkloadError(r.error.code, r.error.message));
-    });
-    this.exited = new Promise((resolveExit) => {
-      child.once('exit', (code, signal) => {
-        const err = new Error(`workload exited (${signal ?? code}); stderr: ${this.stderr.trim()}`);
-        failed(err);
-        for (const w of this.pending.values()) w.reject(err);
-        this.pending.clear();
-        resolveExit();
-      });
-    });
-  }
-
-  request<T>(req: WithoutSeq<WorkloadRequest>): Promise<T> {
-    const seq = ++this.seq;
-    return new Promise<T>((resolveReq, reject) => {
-      this.pending.set(seq, { resolve: resolveReq as (v: unknown) => void, reject });
-      this.child.stdin!.write(`${JSON.stringify({ ...req, seq })}\n`);
-    });
-  }
-
-  /** Asks the workload to exit (closing its stdin); kills it by PID if it does not. */
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.stdin?.end();
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
-    await this.exited;
-    clearTimeout(timer);
   }
 }
 
