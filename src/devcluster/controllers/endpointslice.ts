@@ -2,7 +2,6 @@ import {
   CoreV1Api,
   DiscoveryV1Api,
   type KubeConfig,
-  type KubernetesObject,
   type V1EndpointSlice,
   type V1Node,
   type V1Pod,
@@ -22,6 +21,13 @@ import {
   selectorMatches,
   serviceSelectsPods,
 } from './endpointslice-plan.js';
+import {
+  describeError,
+  isNamespaceTerminating,
+  keyOf,
+  splitKey,
+  statusCodeOf,
+} from './controller-runtime.js';
 import { SliceExpectations } from './endpointslice-expectations.js';
 import { type Backoff, WorkQueue } from './endpointslice-workqueue.js';
 
@@ -300,15 +306,6 @@ class PodsPendingError extends Error {
   }
 }
 
-function keyOf(object: KubernetesObject): string {
-  return `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
-}
-
-function splitKey(key: string): [string, string] {
-  const slash = key.indexOf('/');
-  return [key.slice(0, slash), key.slice(slash + 1)];
-}
-
 /** What of a pod can change its endpoints: anything else (most status updates) is ignored. */
 function podFingerprint(pod: V1Pod): string {
   return JSON.stringify([
@@ -339,35 +336,4 @@ function sameSet(a: Set<string>, b: Set<string>): boolean {
 /** The planned slice as an API body (client-node serialises it by the V1EndpointSlice model). */
 function toBody(slice: EndpointSlice): V1EndpointSlice {
   return slice as unknown as V1EndpointSlice;
-}
-
-function statusCodeOf(err: unknown): number | undefined {
-  const code = (err as { code?: unknown } | undefined)?.code;
-  return typeof code === 'number' ? code : undefined;
-}
-
-function isNamespaceTerminating(err: unknown): boolean {
-  if (statusCodeOf(err) !== 403) return false;
-  const body = (err as { body?: unknown }).body;
-  const text = typeof body === 'string' ? body : JSON.stringify(body ?? '');
-  return text.includes('NamespaceTerminating');
-}
-
-function describeError(err: unknown): string {
-  const code = statusCodeOf(err);
-  if (code !== undefined) {
-    const body = (err as { body?: unknown }).body;
-    let message: string | undefined;
-    try {
-      const parsed =
-        typeof body === 'string'
-          ? (JSON.parse(body) as { message?: string })
-          : (body as { message?: string });
-      message = parsed?.message;
-    } catch {
-      message = typeof body === 'string' ? body.slice(0, 200) : undefined;
-    }
-    return `HTTP ${code}${message ? `: ${message}` : ''}`;
-  }
-  return err instanceof Error ? err.message : String(err);
 }
