@@ -8,6 +8,7 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, type Server, Socket } from 'node:net';
 import { createInterface } from 'node:readline';
+import { serveRequests } from './request-channel.js';
 
 export type PeerRequest = { seq: number } & (
   | { op: 'serve'; name: string; host: string; port: number }
@@ -20,10 +21,6 @@ export type PeerRequest = { seq: number } & (
   /** `count` datagrams, each from a new connected UDP socket, each awaiting its answer. */
   | { op: 'udp'; host: string; port: number; count: number; size?: number }
 );
-
-export type PeerReply =
-  | { seq: number; ok: true; result: unknown }
-  | { seq: number; ok: false; error: { code: string; message: string } };
 
 /** One exchange: who answered, the client address it saw, or the errno the attempt failed with. */
 export type Exchange =
@@ -183,29 +180,7 @@ async function handle(req: PeerRequest): Promise<unknown> {
   }
 }
 
-function reply(r: PeerReply): void {
-  process.stdout.write(`${JSON.stringify(r)}\n`);
-}
-
-const input = createInterface({ input: process.stdin });
-input.on('line', (line) => {
-  let req: PeerRequest;
-  try {
-    req = JSON.parse(line) as PeerRequest;
-  } catch {
-    reply({ seq: -1, ok: false, error: { code: 'BAD_REQUEST', message: `not JSON: ${line}` } });
-    return;
-  }
-  handle(req).then(
-    (result) => reply({ seq: req.seq, ok: true, result }),
-    (err: NodeJS.ErrnoException) =>
-      reply({ seq: req.seq, ok: false, error: { code: err.code ?? 'ERROR', message: err.message } }),
-  );
-});
-// The test closing our stdin is the signal to stop.
-input.on('close', () => {
+serveRequests<PeerRequest>(handle, () => {
   for (const { socket } of open.values()) socket.destroy();
   for (const s of servers) s.close();
-  process.exit(0);
 });
-reply({ seq: 0, ok: true, result: { ready: true, pid: process.pid } });

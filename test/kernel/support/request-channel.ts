@@ -79,3 +79,35 @@ export class RequestChannel<Request extends { seq: number }> {
     clearTimeout(timer);
   }
 }
+
+/**
+ * The helper process's side: answers each request line with `handle`'s result (or its errno
+ * name), says it is ready, and calls `close` then exits when the test closes its stdin.
+ */
+export function serveRequests<Request extends { seq: number }>(
+  handle: (req: Request) => Promise<unknown>,
+  close: () => void,
+): void {
+  const reply = (r: Reply) => process.stdout.write(`${JSON.stringify(r)}\n`);
+  const input = createInterface({ input: process.stdin });
+  input.on('line', (line) => {
+    let req: Request;
+    try {
+      req = JSON.parse(line) as Request;
+    } catch {
+      reply({ seq: -1, ok: false, error: { code: 'BAD_REQUEST', message: `not JSON: ${line}` } });
+      return;
+    }
+    handle(req).then(
+      (result) => reply({ seq: req.seq, ok: true, result }),
+      (err: NodeJS.ErrnoException) =>
+        reply({ seq: req.seq, ok: false, error: { code: err.code ?? 'ERROR', message: err.message } }),
+    );
+  });
+  // The test closing our stdin is the signal to stop.
+  input.on('close', () => {
+    close();
+    process.exit(0);
+  });
+  reply({ seq: 0, ok: true, result: { ready: true, pid: process.pid } });
+}

@@ -12,10 +12,6 @@ export type WorkloadRequest = { seq: number } & (
   | { op: 'udp-request'; host: string; port: number; text: string; connected: boolean }
 );
 
-export type WorkloadReply =
-  | { seq: number; ok: true; result: unknown }
-  | { seq: number; ok: false; error: { code: string; message: string } };
-
 /** What getpeername(2) said about a TCP socket, and which backend answered. */
 export interface TcpResult {
   backend: string;

@@ -7,8 +7,8 @@
 //   node --import tsx test/kernel/support/workload.ts
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, type Server, Socket } from 'node:net';
-import { createInterface } from 'node:readline';
-import type { WorkloadReply, WorkloadRequest } from './workload-protocol.js';
+import { serveRequests } from './request-channel.js';
+import type { WorkloadRequest } from './workload-protocol.js';
 
 const servers: Array<Server | UdpSocket> = [];
 const open = new Map<string, { socket: Socket; lines: LineReader }>();
@@ -176,29 +176,7 @@ async function handle(req: WorkloadRequest): Promise<unknown> {
   }
 }
 
-function reply(r: WorkloadReply): void {
-  process.stdout.write(`${JSON.stringify(r)}\n`);
-}
-
-const input = createInterface({ input: process.stdin });
-input.on('line', (line) => {
-  let req: WorkloadRequest;
-  try {
-    req = JSON.parse(line) as WorkloadRequest;
-  } catch {
-    reply({ seq: -1, ok: false, error: { code: 'BAD_REQUEST', message: `not JSON: ${line}` } });
-    return;
-  }
-  handle(req).then(
-    (result) => reply({ seq: req.seq, ok: true, result }),
-    (err: NodeJS.ErrnoException) =>
-      reply({ seq: req.seq, ok: false, error: { code: err.code ?? 'ERROR', message: err.message } }),
-  );
-});
-// The test closing our stdin is the signal to stop.
-input.on('close', () => {
+serveRequests<WorkloadRequest>(handle, () => {
   for (const { socket } of open.values()) socket.destroy();
   for (const s of servers) s.close();
-  process.exit(0);
 });
-reply({ seq: 0, ok: true, result: { ready: true, pid: process.pid } });
