@@ -141,145 +141,32 @@ export function kubeProxyRestore(services: readonly KubeProxyService[], clusterC
   return `${[...filter, '*nat', ...chains, ...rules, 'COMMIT'].join('\n')}\n`;
 }
 
+/** One of kube-proxy's jumps: `-m comment --comment C -j TARGET`, for new connections only if `newOnly`. */
+function jump(
+  table: string,
+  chain: string,
+  comment: string,
+  target: string,
+  newOnly = false,
+): { table: string; chain: string; rule: string[] } {
+  const conntrack = newOnly ? ['-m', 'conntrack', '--ctstate', 'NEW'] : [];
+  return { table, chain, rule: [...conntrack, '-m', 'comment', '--comment', comment, '-j', target] };
+}
+
 /** kube-proxy's jumps from the built-in chains (iptablesJumpChains), as `-t table ...` argv tails. */
 export const kubeProxyJumps: ReadonlyArray<{ table: string; chain: string; rule: string[] }> = [
-  {
-    table: 'filter',
-    chain: 'INPUT',
-    rule: [
-      '-m',
-      'conntrack',
-      '--ctstate',
-      'NEW',
-      '-m',
-      'comment',
-      '--comment',
-      'kubernetes externally-visible service portals',
-      '-j',
-      'KUBE-EXTERNAL-SERVICES',
-    ],
-  },
-  {
-    table: 'filter',
-    chain: 'FORWARD',
-    rule: [
-      '-m',
-      'conntrack',
-      '--ctstate',
-      'NEW',
-      '-m',
-      'comment',
-      '--comment',
-      'kubernetes externally-visible service portals',
-      '-j',
-      'KUBE-EXTERNAL-SERVICES',
-    ],
-  },
-  {
-    table: 'filter',
-    chain: 'INPUT',
-    rule: ['-m', 'comment', '--comment', 'kubernetes health check service ports', '-j', 'KUBE-NODEPORTS'],
-  },
-  {
-    table: 'filter',
-    chain: 'FORWARD',
-    rule: [
-      '-m',
-      'conntrack',
-      '--ctstate',
-      'NEW',
-      '-m',
-      'comment',
-      '--comment',
-      'kubernetes service portals',
-      '-j',
-      'KUBE-SERVICES',
-    ],
-  },
-  {
-    table: 'filter',
-    chain: 'OUTPUT',
-    rule: [
-      '-m',
-      'conntrack',
-      '--ctstate',
-      'NEW',
-      '-m',
-      'comment',
-      '--comment',
-      'kubernetes service portals',
-      '-j',
-      'KUBE-SERVICES',
-    ],
-  },
-  {
-    table: 'filter',
-    chain: 'FORWARD',
-    rule: ['-m', 'comment', '--comment', 'kubernetes forwarding rules', '-j', 'KUBE-FORWARD'],
-  },
-  {
-    table: 'filter',
-    chain: 'INPUT',
-    rule: [
-      '-m',
-      'conntrack',
-      '--ctstate',
-      'NEW',
-      '-m',
-      'comment',
-      '--comment',
-      'kube-proxy firewall rules',
-      '-j',
-      'KUBE-PROXY-FIREWALL',
-    ],
-  },
-  {
-    table: 'filter',
-    chain: 'OUTPUT',
-    rule: [
-      '-m',
-      'conntrack',
-      '--ctstate',
-      'NEW',
-      '-m',
-      'comment',
-      '--comment',
-      'kube-proxy firewall rules',
-      '-j',
-      'KUBE-PROXY-FIREWALL',
-    ],
-  },
-  {
-    table: 'filter',
-    chain: 'FORWARD',
-    rule: [
-      '-m',
-      'conntrack',
-      '--ctstate',
-      'NEW',
-      '-m',
-      'comment',
-      '--comment',
-      'kube-proxy firewall rules',
-      '-j',
-      'KUBE-PROXY-FIREWALL',
-    ],
-  },
-  {
-    table: 'nat',
-    chain: 'OUTPUT',
-    rule: ['-m', 'comment', '--comment', 'kubernetes service portals', '-j', 'KUBE-SERVICES'],
-  },
-  {
-    table: 'nat',
-    chain: 'PREROUTING',
-    rule: ['-m', 'comment', '--comment', 'kubernetes service portals', '-j', 'KUBE-SERVICES'],
-  },
-  {
-    table: 'nat',
-    chain: 'POSTROUTING',
-    rule: ['-m', 'comment', '--comment', 'kubernetes postrouting rules', '-j', 'KUBE-POSTROUTING'],
-  },
+  jump('filter', 'INPUT', 'kubernetes externally-visible service portals', 'KUBE-EXTERNAL-SERVICES', true),
+  jump('filter', 'FORWARD', 'kubernetes externally-visible service portals', 'KUBE-EXTERNAL-SERVICES', true),
+  jump('filter', 'INPUT', 'kubernetes health check service ports', 'KUBE-NODEPORTS'),
+  jump('filter', 'FORWARD', 'kubernetes service portals', 'KUBE-SERVICES', true),
+  jump('filter', 'OUTPUT', 'kubernetes service portals', 'KUBE-SERVICES', true),
+  jump('filter', 'FORWARD', 'kubernetes forwarding rules', 'KUBE-FORWARD'),
+  jump('filter', 'INPUT', 'kube-proxy firewall rules', 'KUBE-PROXY-FIREWALL', true),
+  jump('filter', 'OUTPUT', 'kube-proxy firewall rules', 'KUBE-PROXY-FIREWALL', true),
+  jump('filter', 'FORWARD', 'kube-proxy firewall rules', 'KUBE-PROXY-FIREWALL', true),
+  jump('nat', 'OUTPUT', 'kubernetes service portals', 'KUBE-SERVICES'),
+  jump('nat', 'PREROUTING', 'kubernetes service portals', 'KUBE-SERVICES'),
+  jump('nat', 'POSTROUTING', 'kubernetes postrouting rules', 'KUBE-POSTROUTING'),
 ];
 
 /**
