@@ -11,11 +11,10 @@
  */
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { checkEnvironment } from '../datapath/environment.js';
 import { frontendName, LbScope, lbMapNames, protocolName, type LbFrontend } from '../datapath/lbmap.js';
 import { WeftError } from '../shared/errors.js';
-import { loadKubeConfig } from '../shared/kube.js';
+import { type KubeClientConfig, loadKubeClientConfig } from '../shared/kubeconfig.js';
 import { logger, subsysLogger, type Logger } from '../shared/log.js';
 import { projectRoot } from '../shared/self.js';
 import { type ApiServers, type AgentView, startApiServers } from './api/server.js';
@@ -42,7 +41,7 @@ function version(): string {
 
 /** Options for tests and embedders: a KubeConfig instead of loading one. */
 export interface AgentDeps {
-  kubeConfig?: { kc: KubeConfig; source: string; server: string };
+  kubeConfig?: { kc: KubeClientConfig; source: string; server: string };
 }
 
 export class Agent {
@@ -57,7 +56,7 @@ export class Agent {
   private reconciler!: Reconciler;
   private informers!: ServiceInformers;
   private servers?: ApiServers;
-  private kube!: { kc: KubeConfig; source: string; server: string };
+  private kube!: { kc: KubeClientConfig; source: string; server: string };
   private readonly startedAt = new Date();
   private restarts = 0;
   private ready = false;
@@ -98,7 +97,8 @@ export class Agent {
     const c = this.config;
     const env = checkEnvironment({ bpffs: c.bpfRoot });
     const cgroup = c.cgroupRoot ?? env.cgroup2Root;
-    this.kube = deps.kubeConfig ?? loadKubeConfig(c.kubeconfig ? { kubeconfig: c.kubeconfig } : {});
+    this.kube =
+      deps.kubeConfig ?? (await loadKubeClientConfig(c.kubeconfig ? { kubeconfig: c.kubeconfig } : {}));
     await claimAgentSocket(c.stateDir, c.nodeName);
     this.restarts = recordStart(c.stateDir).restarts;
     this.metrics.setRestarts(this.restarts);

@@ -1,68 +1,15 @@
 /**
- * Kubernetes client setup shared by weft's processes: which KubeConfig to use, and a raw JSON
- * GET/list through it (the informers list with it so that one malformed object is one rejected
- * object, not a failed list: client-node's typed deserializer throws on the whole list).
+ * Raw JSON GET and list against the Kubernetes API with a kubeconfig's credentials (the
+ * informers list with it so that one malformed object is one rejected object, not a failed
+ * list: client-node's typed deserializer throws on the whole list). Loading the kubeconfig is
+ * kubeconfig.ts.
  */
-import { existsSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
 import { WeftError } from './errors.js';
+import type { KubeClientConfig } from './kubeconfig.js';
 
-export type KubeConfigSource = 'flag' | 'in-cluster' | 'KUBECONFIG' | 'home';
-
-/**
- * The KubeConfig, as kubectl and Cilium pick it: --kubeconfig, else the in-cluster service
- * account when running in a pod (KUBERNETES_SERVICE_HOST), else $KUBECONFIG, else
- * ~/.kube/config. None of them: a clear error.
- */
-export function loadKubeConfig(
-  opts: { kubeconfig?: string },
-  env: NodeJS.ProcessEnv = process.env,
-): { kc: KubeConfig; source: KubeConfigSource; server: string } {
-  const kc = new KubeConfig();
-  let source: KubeConfigSource;
-  try {
-    if (opts.kubeconfig) {
-      if (!existsSync(opts.kubeconfig)) {
-        throw new WeftError('WEFT_ERR_KUBECONFIG', `kubeconfig ${opts.kubeconfig} does not exist`);
-      }
-      kc.loadFromFile(opts.kubeconfig);
-      source = 'flag';
-    } else if (env.KUBERNETES_SERVICE_HOST) {
-      kc.loadFromCluster();
-      source = 'in-cluster';
-    } else if (env.KUBECONFIG) {
-      kc.loadFromDefault();
-      source = 'KUBECONFIG';
-    } else if (existsSync(join(homedir(), '.kube', 'config'))) {
-      kc.loadFromDefault();
-      source = 'home';
-    } else {
-      throw new WeftError(
-        'WEFT_ERR_KUBECONFIG',
-        'no Kubernetes API configured: pass --kubeconfig FILE, set KUBECONFIG, or run in a pod (in-cluster config)',
-      );
-    }
-  } catch (err) {
-    if (err instanceof WeftError) throw err;
-    throw new WeftError(
-      'WEFT_ERR_KUBECONFIG',
-      `cannot load the kubeconfig${opts.kubeconfig ? ` ${opts.kubeconfig}` : ''}: ${err instanceof Error ? err.message : String(err)}`,
-      { cause: err },
-    );
-  }
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) {
-    throw new WeftError(
-      'WEFT_ERR_KUBECONFIG',
-      'the kubeconfig has no current context with a cluster; set one',
-    );
-  }
-  return { kc, source, server: cluster.server };
-}
+export type { KubeClientConfig };
 
 /** An API error with the HTTP status, shaped as client-node's Watch reports them (statusCode). */
 export class KubeApiError extends WeftError {
@@ -75,7 +22,7 @@ export class KubeApiError extends WeftError {
 
 /** GET `path` as JSON, with the KubeConfig's credentials and TLS settings. */
 export async function kubeGetJson(
-  kc: KubeConfig,
+  kc: KubeClientConfig,
   path: string,
   query: Record<string, string | undefined> = {},
   timeoutMs = 60_000,
@@ -137,7 +84,7 @@ export interface RawList {
  * large list never holds every full object at once, only one page of them.
  */
 export async function kubeListAll(
-  kc: KubeConfig,
+  kc: KubeClientConfig,
   path: string,
   opts: {
     labelSelector?: string;

@@ -1,25 +1,22 @@
 /**
- * One client-node ListWatch per resource the load-balancer needs (Services, EndpointSlices,
- * Nodes), feeding the Service cache. client-node's ListWatch lists, watches from the list's
- * resourceVersion, re-watches when a watch ends and relists on 410 Gone, but stops for good on
- * any other error. This wraps it so the agent never stops watching:
+ * One list-and-watch loop per resource the load-balancer needs (Services, EndpointSlices,
+ * Nodes), feeding the Service cache: the reflector of client-go, over client-node's Watch.
  *
- * - on an error (API server gone, connection refused, 5xx) it logs, backs off (0.5 s doubling
- *   to 15 s, with jitter) and starts again with a fresh list, whose differences reach the
- *   cache as add/update/delete events; the datapath keeps serving the last state meanwhile;
- * - watches ask for bookmarks and end after 5–10 minutes (timeoutSeconds), as client-go's do,
- *   so a silently dead connection is noticed;
- * - objects are slimmed before ListWatch caches them (objects.ts) and listed as raw JSON, so a
- *   malformed object is one rejected object, not a failed list.
+ * - A list (raw JSON, in pages, each object slimmed as its page arrives: objects.ts) goes to the
+ *   cache as adds and updates, and as deletes for what the previous list or watch knew and this
+ *   list no longer has; then a watch from the list's resourceVersion, with bookmarks, ending
+ *   after 5–10 minutes (timeoutSeconds, as client-go's) so a silently dead connection is noticed.
+ *   A watch that ends is opened again from the last resourceVersion; 410 Gone means a relist.
+ * - On any other error (API server gone, connection refused, 5xx) it logs, backs off (0.5 s
+ *   doubling to 15 s, with jitter) and relists; the datapath keeps serving the last state.
+ * - A malformed object is one rejected object (the cache says why), never a failed list.
+ *
+ * It keeps no copy of the objects, only each one's resourceVersion by namespace/name: the
+ * cache holds what the agent needs of them, and client-node's ListWatch, which kept a second
+ * copy of every object, cost a third of the agent's memory at 10,000 Services.
  */
-import {
-  type KubeConfig,
-  type KubernetesListObject,
-  type KubernetesObject,
-  ListWatch,
-  Watch,
-} from '@kubernetes/client-node';
-import { kubeListAll } from '../../shared/kube.js';
+import { Watch } from '@kubernetes/client-node/dist/watch.js';
+import { type KubeClientConfig, kubeListAll } from '../../shared/kube.js';
 import type { Logger } from '../../shared/log.js';
 import type { ResourceKind, ServiceCache } from '../services/cache.js';
 import { SERVICE_NAME_LABEL, slimEndpointSlice, slimNode, slimService } from './objects.js';
@@ -68,99 +65,64 @@ export interface InformerStatus {
   lastErrorAt?: number;
 }
 
-type WatchPhase = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR' | string;
-
-/**
- * The Watch ListWatch uses: slims objects before they are cached, asks for bookmarks and a
- * server-side timeout, reports whether the request got through, and answers the first request
- * after an error with 410 Gone, which makes ListWatch relist.
- */
-class AgentWatch extends Watch {
-  relistNext = false;
-  /**
-   * Set by stop(): ListWatch goes on from a list that was in flight when it was stopped and
-   * opens a watch afterwards, which would then stay open for good. No watch starts once
-   * stopped, and one that was starting is aborted.
-   */
-  stopped = false;
-  /** A watch request is about to go out: whatever the list before it held is in the cache. */
-  onWatchStart?: () => void;
-  /** The watch request got through. */
-  onConnected?: () => void;
-  private readonly slim: (raw: unknown) => unknown;
-  private readonly log: Logger;
-
-  constructor(kc: KubeConfig, slim: (raw: unknown) => unknown, log: Logger) {
-    super(kc);
-    this.slim = slim;
-    this.log = log;
-  }
-
-  override async watch(
-    path: string,
-    queryParams: Record<string, string | number | boolean | undefined>,
-    callback: (phase: WatchPhase, apiObj: unknown, watchObj?: unknown) => void,
-    done: (err: unknown) => void,
-  ): Promise<AbortController> {
-    if (this.stopped) return new AbortController();
-    if (this.relistNext) {
-      this.relistNext = false;
-      done(Object.assign(new Error('relisting after an error'), { statusCode: 410 }));
-      return new AbortController();
-    }
-    this.onWatchStart?.();
-    let failed = false;
-    const params = {
-      ...queryParams,
-      allowWatchBookmarks: true,
-      timeoutSeconds: 300 + Math.floor(Math.random() * 300),
-    };
-    const onEvent = (phase: WatchPhase, obj: unknown, raw?: unknown) => {
-      if (phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED') {
-        const slim = this.slim(obj) as { metadata?: { name?: unknown } } | undefined;
-        if (!slim || typeof slim.metadata?.name !== 'string') {
-          this.log.warn({ path, phase }, 'watch event without an object name; skipped');
-          return;
-        }
-        callback(phase, slim, raw);
-        return;
-      }
-      callback(phase, obj, raw);
-    };
-    const controller = await super.watch(path, params, onEvent, (err: unknown) => {
-      if (err) failed = true;
-      done(err);
-    });
-    if (this.stopped) controller.abort();
-    else if (!failed) this.onConnected?.();
-    return controller;
-  }
+interface Meta {
+  metadata?: { name?: unknown; namespace?: unknown; resourceVersion?: unknown };
 }
 
-/** One resource's ListWatch, kept alive across errors. */
+function keyOf(obj: Meta): string | undefined {
+  const m = obj.metadata;
+  if (typeof m?.name !== 'string') return undefined;
+  return typeof m.namespace === 'string' && m.namespace !== '' ? `${m.namespace}/${m.name}` : m.name;
+}
+
+function versionOf(obj: Meta): string {
+  const rv = obj.metadata?.resourceVersion;
+  return typeof rv === 'string' ? rv : '';
+}
+
+/** The object `remove` needs for a key: its namespace and name. */
+function stub(key: string): Meta {
+  const at = key.indexOf('/');
+  return at < 0
+    ? { metadata: { name: key } }
+    : { metadata: { namespace: key.slice(0, at), name: key.slice(at + 1) } };
+}
+
+/** One resource's list-and-watch loop, kept alive across errors. */
 export class ResourceInformer {
   readonly spec: ResourceSpec;
   readonly status: InformerStatus;
-  private readonly lw: ListWatch<KubernetesObject>;
-  private readonly watch: AgentWatch;
+  private readonly kc: KubeClientConfig;
+  private readonly watcher: Watch;
+  private readonly cache: ServiceCache;
   private readonly log: Logger;
   private readonly onReconnect: () => void;
+  /** namespace/name → resourceVersion of every object the cache was given. */
+  private readonly known = new Map<string, string>();
+  private resourceVersion = '';
   private failures = 0;
   private timer?: NodeJS.Timeout;
+  private request?: AbortController;
   private stopped = true;
+  /** Bumped by stop() and by every error: a loop that sees another value gives up. */
+  private generation = 0;
   private resolveSynced!: () => void;
   readonly synced: Promise<void>;
 
   constructor(opts: {
-    kc: KubeConfig;
+    kc: KubeClientConfig;
     spec: ResourceSpec;
     cache: ServiceCache;
     log: Logger;
     onReconnect: () => void;
   }) {
     this.spec = opts.spec;
+    this.kc = opts.kc;
+    this.cache = opts.cache;
     this.log = opts.log.child({ resource: opts.spec.kind });
     this.onReconnect = opts.onReconnect;
+    // client-node's Watch asks the config for the cluster and the fetch options on every watch.
+    this.watcher = new Watch(opts.kc as ConstructorParameters<typeof Watch>[0]);
     this.status = {
       kind: opts.spec.kind,
       path: opts.spec.path,
@@ -172,83 +134,152 @@ export class ResourceInformer {
     this.synced = new Promise((r) => {
       this.resolveSynced = r;
     });
-    const { kind } = opts.spec;
-    const cache = opts.cache;
-    this.watch = new AgentWatch(opts.kc, opts.spec.slim, this.log);
-    this.watch.onWatchStart = () => this.markSynced();
-    this.watch.onConnected = () => this.connected();
-    const list = async (): Promise<KubernetesListObject<KubernetesObject>> => {
-      // Slimmed page by page: the full objects of a large list are never all in memory at once.
-      const raw = await kubeListAll(opts.kc, opts.spec.path, {
-        labelSelector: opts.spec.labelSelector,
-        item: (item) => {
-          const slim = opts.spec.slim(item) as KubernetesObject | undefined;
-          if (slim && typeof slim.metadata?.name === 'string') return slim;
-          this.log.warn({ path: opts.spec.path }, 'listed object without a name; skipped');
-          return undefined;
-        },
-      });
-      this.status.lastListAt = Date.now();
-      this.connected();
-      return {
-        apiVersion: raw.apiVersion,
-        kind: raw.kind,
-        metadata: raw.metadata,
-        items: raw.items as KubernetesObject[],
-      };
-    };
-    this.lw = new ListWatch<KubernetesObject>(
-      opts.spec.path,
-      this.watch,
-      list,
-      false,
-      opts.spec.labelSelector,
-    );
-    const guard = (what: string, fn: (obj: KubernetesObject) => void) => (obj: KubernetesObject) => {
-      try {
-        fn(obj);
-      } catch (err) {
-        // Never into ListWatch: an exception there would end the informer.
-        this.log.error(
-          { err: err instanceof Error ? err.stack : String(err), event: what },
-          'event handler failed',
-        );
-      }
-    };
-    this.lw.on(
-      'add',
-      guard('add', (o) => cache.upsert(kind, o, 'add')),
-    );
-    this.lw.on(
-      'update',
-      guard('update', (o) => cache.upsert(kind, o, 'update')),
-    );
-    this.lw.on(
-      'delete',
-      guard('delete', (o) => cache.remove(kind, o)),
-    );
-    this.lw.on('error', (err: unknown) => this.failed(err));
   }
 
   start(): void {
+    if (!this.stopped) return;
     this.stopped = false;
-    this.watch.stopped = false;
-    void this.lw.start().catch((err: unknown) => this.failed(err));
+    this.resourceVersion = '';
+    this.run(++this.generation);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.watch.stopped = true;
+    this.generation++;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    await this.lw.stop();
+    this.request?.abort();
+    this.request = undefined;
   }
 
   objects(): number {
-    return this.lw.list().length;
+    return this.known.size;
   }
 
-  /** ListWatch calls watch() only after the list's objects went through the handlers. */
+  /** List when there is no resourceVersion to watch from, then watch. */
+  private run(generation: number): void {
+    void this.listAndWatch(generation).catch((err: unknown) => this.failed(generation, err));
+  }
+
+  private async listAndWatch(generation: number): Promise<void> {
+    if (this.resourceVersion === '') {
+      const list = await kubeListAll(this.kc, this.spec.path, {
+        labelSelector: this.spec.labelSelector,
+        item: (item) => {
+          const slim = this.spec.slim(item) as Meta | undefined;
+          if (slim && keyOf(slim) !== undefined) return slim;
+          this.log.warn({ path: this.spec.path }, 'listed object without a name; skipped');
+          return undefined;
+        },
+      });
+      if (generation !== this.generation) return;
+      this.status.lastListAt = Date.now();
+      this.connected();
+      this.replace(list.items as Meta[]);
+      this.resourceVersion = list.metadata.resourceVersion ?? '';
+      this.markSynced();
+    }
+    const params = {
+      resourceVersion: this.resourceVersion,
+      labelSelector: this.spec.labelSelector,
+      allowWatchBookmarks: true,
+      timeoutSeconds: 300 + Math.floor(Math.random() * 300),
+    };
+    let outcome: Error | null | undefined;
+    const request = await this.watcher.watch(
+      this.spec.path,
+      params,
+      (phase: string, obj: unknown) => {
+        if (generation === this.generation) this.onEvent(phase, obj);
+      },
+      (err: unknown) => {
+        outcome ??= err ? (err as Error) : null;
+        if (generation !== this.generation) return;
+        this.request = undefined;
+        if (err) this.failed(generation, err);
+        else this.run(generation);
+      },
+    );
+    if (generation !== this.generation) {
+      request.abort();
+      return;
+    }
+    if (outcome === undefined) {
+      this.request = request;
+      this.connected();
+    }
+  }
+
+  /** A full list: adds and updates for what it holds, deletes for what it no longer does. */
+  private replace(items: Meta[]): void {
+    const seen = new Set<string>();
+    for (const obj of items) {
+      const key = keyOf(obj)!;
+      seen.add(key);
+      const had = this.known.get(key);
+      const rv = versionOf(obj);
+      if (had !== undefined && had === rv && rv !== '') continue;
+      this.known.set(key, rv);
+      this.deliver(had === undefined ? 'add' : 'update', obj);
+    }
+    for (const key of [...this.known.keys()]) {
+      if (seen.has(key)) continue;
+      this.known.delete(key);
+      this.deliver('delete', stub(key));
+    }
+  }
+
+  private onEvent(phase: string, obj: unknown): void {
+    const o = (obj ?? {}) as Meta & { code?: unknown };
+    switch (phase) {
+      case 'ADDED':
+      case 'MODIFIED': {
+        const slim = this.spec.slim(obj) as Meta | undefined;
+        const key = slim ? keyOf(slim) : undefined;
+        if (!slim || key === undefined) {
+          this.log.warn({ phase }, 'watch event without an object name; skipped');
+          break;
+        }
+        const had = this.known.get(key);
+        this.known.set(key, versionOf(slim));
+        this.deliver(had === undefined ? 'add' : 'update', slim);
+        break;
+      }
+      case 'DELETED': {
+        const key = keyOf(o);
+        if (key === undefined) break;
+        this.known.delete(key);
+        this.deliver('delete', this.spec.slim(obj) ?? stub(key));
+        break;
+      }
+      case 'BOOKMARK':
+        break;
+      case 'ERROR':
+        // A Status object; 410 (the resourceVersion is too old) means a relist. The server
+        // ends the watch after it, and done() follows.
+        if (o.code === 410) this.resourceVersion = '';
+        else this.log.warn({ status: obj }, 'watch error event');
+        return;
+      default:
+        return;
+    }
+    const rv = versionOf(o);
+    if (rv !== '') this.resourceVersion = rv;
+  }
+
+  private deliver(action: 'add' | 'update' | 'delete', obj: unknown): void {
+    try {
+      if (action === 'delete') this.cache.remove(this.spec.kind, obj);
+      else this.cache.upsert(this.spec.kind, obj, action);
+    } catch (err) {
+      // One bad object never ends the informer.
+      this.log.error(
+        { err: err instanceof Error ? err.stack : String(err), event: action },
+        'event handler failed',
+      );
+    }
+  }
+
   private markSynced(): void {
     if (this.status.synced) return;
     this.status.synced = true;
@@ -265,11 +296,20 @@ export class ResourceInformer {
       this.status.connected = true;
     }
     this.failures = 0;
-    this.status.objects = this.objects();
+    this.status.objects = this.known.size;
   }
 
-  private failed(err: unknown): void {
-    if (this.stopped) return;
+  private failed(generation: number, err: unknown): void {
+    if (this.stopped || generation !== this.generation) return;
+    const g = ++this.generation;
+    this.request?.abort();
+    this.request = undefined;
+    this.resourceVersion = '';
+    if ((err as { statusCode?: unknown }).statusCode === 410) {
+      // Not an error: the watch's resourceVersion is too old; relist at once.
+      this.run(g);
+      return;
+    }
     this.failures++;
     this.status.connected = false;
     this.status.lastError = errorText(err);
@@ -283,9 +323,7 @@ export class ResourceInformer {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      if (this.stopped) return;
-      this.watch.relistNext = true;
-      void this.lw.start().catch((e: unknown) => this.failed(e));
+      if (!this.stopped && g === this.generation) this.run(g);
     }, delay);
   }
 }
@@ -306,7 +344,7 @@ export class ServiceInformers {
   readonly informers: ResourceInformer[];
 
   constructor(opts: {
-    kc: KubeConfig;
+    kc: KubeClientConfig;
     cache: ServiceCache;
     log: Logger;
     onReconnect: (kind: ResourceKind) => void;
