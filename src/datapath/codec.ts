@@ -18,6 +18,8 @@ export interface Codec<T> {
   /**
    * For scalars: JavaScript source that encodes/decodes inline, so struct codecs compile to
    * straight-line code (see struct()). `v`, `b`, `o` are expressions for value, buffer, offset.
+   * Encoders store bytes (Uint8Array stores, which the JIT inlines) rather than call
+   * Buffer#writeUInt16LE and friends; a value out of a u16's range still throws a RangeError.
    */
   readonly inline?: { encode(v: string, b: string, o: string): string; decode(b: string, o: string): string };
 }
@@ -46,7 +48,8 @@ export const u8: Codec<number> = {
 export const u16: Codec<number> = {
   size: 2,
   inline: {
-    encode: (v, b, o) => `${b}.writeUInt16LE(${v}, ${o})`,
+    encode: (v, b, o) =>
+      `{ const x = ${v}; if (!(x >= 0 && x <= 0xffff)) outOfRange(x, 0xffff); ${b}[${o}] = x; ${b}[${o} + 1] = x >>> 8; }`,
     decode: (b, o) => `${b}.readUInt16LE(${o})`,
   },
   encode: (v, b, o) => void b.writeUInt16LE(v, o),
@@ -55,7 +58,8 @@ export const u16: Codec<number> = {
 export const u32: Codec<number> = {
   size: 4,
   inline: {
-    encode: (v, b, o) => `${b}.writeUInt32LE(${v} >>> 0, ${o})`,
+    encode: (v, b, o) =>
+      `{ const x = ${v} >>> 0; ${b}[${o}] = x; ${b}[${o} + 1] = x >>> 8; ${b}[${o} + 2] = x >>> 16; ${b}[${o} + 3] = x >>> 24; }`,
     decode: (b, o) => `${b}.readUInt32LE(${o})`,
   },
   encode: (v, b, o) => void b.writeUInt32LE(v >>> 0, o),
@@ -96,7 +100,8 @@ export const u64n: Codec<number> = {
 export const be16: Codec<number> = {
   size: 2,
   inline: {
-    encode: (v, b, o) => `${b}.writeUInt16BE(${v}, ${o})`,
+    encode: (v, b, o) =>
+      `{ const x = ${v}; if (!(x >= 0 && x <= 0xffff)) outOfRange(x, 0xffff); ${b}[${o}] = x >>> 8; ${b}[${o} + 1] = x; }`,
     decode: (b, o) => `${b}.readUInt16BE(${o})`,
   },
   encode: (v, b, o) => void b.writeUInt16BE(v, o),
@@ -105,7 +110,8 @@ export const be16: Codec<number> = {
 export const be32: Codec<number> = {
   size: 4,
   inline: {
-    encode: (v, b, o) => `${b}.writeUInt32BE(${v} >>> 0, ${o})`,
+    encode: (v, b, o) =>
+      `{ const x = ${v} >>> 0; ${b}[${o}] = x >>> 24; ${b}[${o} + 1] = x >>> 16; ${b}[${o} + 2] = x >>> 8; ${b}[${o} + 3] = x; }`,
     decode: (b, o) => `${b}.readUInt32BE(${o})`,
   },
   encode: (v, b, o) => void b.writeUInt32BE(v >>> 0, o),
@@ -298,12 +304,25 @@ function compileStruct<T>(
   const build = new Function(
     'c',
     'size',
+    'outOfRange',
     `return {
     encode(v, b, o) { ${enc.join('\n')} },
     decode(b, o) { return { ${dec.join('\n')} }; },
   };`,
-  ) as (c: Codec<unknown>[], size: number) => Pick<Codec<T>, 'encode' | 'decode'>;
-  return build(codecs, size);
+  ) as (
+    c: Codec<unknown>[],
+    size: number,
+    outOfRange: (value: number, max: number) => never,
+  ) => Pick<Codec<T>, 'encode' | 'decode'>;
+  return build(codecs, size, outOfRange);
+}
+
+/** What Buffer#writeUInt16LE throws for a value that does not fit. */
+function outOfRange(value: number, max: number): never {
+  throw Object.assign(
+    new RangeError(`The value of "value" is out of range. It must be >= 0 and <= ${max}. Received ${value}`),
+    { code: 'ERR_OUT_OF_RANGE' },
+  );
 }
 
 function naturalAlignment(size: number): number {

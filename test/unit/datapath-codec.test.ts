@@ -107,6 +107,21 @@ describe('struct codecs', () => {
     expect(key.decode(buf, 0)).toEqual({ address: '10.96.0.10', dport: 53, slot: 0, proto: 17 });
   });
 
+  it('writes every byte of its scalars in their byte order, and refuses a 16-bit value that does not fit', () => {
+    const wide = struct<{ a: number; b: number; c: number; d: number }>('wide', 12, [
+      ['a', u16],
+      ['b', be16],
+      ['c', u32],
+      ['d', be32],
+    ]);
+    const buf = Buffer.alloc(12);
+    wide.encode({ a: 0x1234, b: 0x1234, c: 0x89abcdef, d: 0x89abcdef }, buf, 0);
+    expect(buf.toString('hex')).toBe('34121234efcdab8989abcdef');
+    expect(wide.decode(buf, 0)).toEqual({ a: 0x1234, b: 0x1234, c: 0x89abcdef, d: 0x89abcdef });
+    expect(() => wide.encode({ a: 0x10000, b: 0, c: 0, d: 0 }, buf, 0)).toThrowError(RangeError);
+    expect(() => wide.encode({ a: 0, b: -1, c: 0, d: 0 }, buf, 0)).toThrowError(/out of range/);
+  });
+
   it('nests structs and bytes', () => {
     const outer = struct<{ k: Key; tag: Uint8Array; n: number }>('outer', 20, [
       ['k', key],
