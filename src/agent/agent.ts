@@ -16,6 +16,7 @@ import { frontendName, LbScope, lbMapNames, protocolName, type LbFrontend } from
 import { WeftError } from '../shared/errors.js';
 import { type KubeClientConfig, loadKubeClientConfig } from '../shared/kubeconfig.js';
 import { logger, subsysLogger, type Logger } from '../shared/log.js';
+import { collectGarbage } from '../shared/memory.js';
 import { projectRoot } from '../shared/self.js';
 import { type ApiServers, type AgentView, startApiServers } from './api/server.js';
 import type { BackendEntry, BpfLbResponse, MapPressure, ServiceEntry, StatusResponse } from './api/types.js';
@@ -228,6 +229,23 @@ export class Agent {
     );
     // Events that arrived during the full sync.
     if (this.cache.dirtyCount > 0) this.schedule();
+    // The first list and full sync leave the old space full of garbage that V8 would keep
+    // committed until a major GC an idle agent may not need for hours (≈30 MiB at 10,000
+    // Services): one collection now, after readiness, so it costs no sync time.
+    setImmediate(() => {
+      if (this.stopping) return;
+      const t0 = performance.now();
+      const before = process.memoryUsage().heapUsed;
+      collectGarbage();
+      this.log.debug(
+        {
+          durationMs: Math.round(performance.now() - t0),
+          heapUsedMiB: Math.round((before / 2 ** 20) * 10) / 10,
+          heapUsedAfterMiB: Math.round((process.memoryUsage().heapUsed / 2 ** 20) * 10) / 10,
+        },
+        'collected the garbage of the first sync',
+      );
+    });
   }
 
   private schedule(): void {
