@@ -381,6 +381,13 @@ export interface LbFrontend extends FrontendAddress {
   affinityTimeoutSeconds?: number;
   externalTrafficPolicy: TrafficPolicy;
   internalTrafficPolicy: TrafficPolicy;
+  /**
+   * loadBalancerSourceRanges: when set, new flows from outside the cluster are accepted only
+   * from these CIDRs (the master carries LB_SVC_F_SOURCE_RANGE; the ranges themselves are
+   * NodePortMaps.replaceSourceRanges' to write); [] accepts nobody from outside. Read back from
+   * these maps alone it is [] (the flag is here, the ranges are not). Unset: everyone.
+   */
+  sourceRanges?: string[];
 }
 
 export interface LbBackend {
@@ -477,6 +484,21 @@ export function validateFrontend(f: LbFrontend): void {
   for (const field of ['externalTrafficPolicy', 'internalTrafficPolicy'] as const) {
     if (f[field] !== 'Cluster' && f[field] !== 'Local') invalid(what, `${field} must be Cluster or Local`);
   }
+  if (f.sourceRanges !== undefined) {
+    if (!Array.isArray(f.sourceRanges)) invalid(what, 'sourceRanges must be a list of CIDRs');
+    for (const c of f.sourceRanges) {
+      const [a, bits, extra] = typeof c === 'string' ? c.split('/') : [];
+      const family = a !== undefined && isIPv4(a) ? 4 : a !== undefined && isIPv6(a) ? 6 : 0;
+      if (
+        !family ||
+        extra !== undefined ||
+        !/^\d{1,3}$/.test(bits ?? '') ||
+        Number(bits) > (family === 4 ? 32 : 128)
+      ) {
+        invalid(what, `source range ${String(c)} is not a CIDR`);
+      }
+    }
+  }
 }
 
 export function validateBackend(b: LbBackend): void {
@@ -500,6 +522,7 @@ function frontendFlags1(f: LbFrontend): number {
   if (f.type === 'LoadBalancer') flags |= LbServiceFlag.loadBalancer;
   if (f.affinityTimeoutSeconds !== undefined) flags |= LbServiceFlag.affinity;
   if (f.externalTrafficPolicy === 'Local') flags |= LbServiceFlag.externalLocal;
+  if (f.sourceRanges !== undefined) flags |= LbServiceFlag.sourceRange;
   return flags;
 }
 
@@ -601,6 +624,7 @@ export function frontendFromEntries(
   if (external.flags2 & LbServiceFlag2.twoScopes)
     f.internalBackends = internal ? ids(LbScope.internal, internal) : [];
   if (external.flags & LbServiceFlag.affinity) f.affinityTimeoutSeconds = external.backend_id;
+  if (external.flags & LbServiceFlag.sourceRange) f.sourceRanges = [];
   return f;
 }
 

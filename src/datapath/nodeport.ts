@@ -529,6 +529,44 @@ export class NodePortMaps {
     for (const k of present) if (!wanted.has(rangeId(k))) this.sourceRanges.delete(k);
   }
 
+  /**
+   * Makes the whole source-range map exactly `byFrontend` (revNatIndex → IPv4 CIDRs), with one
+   * walk of the map: the ranges of frontends not listed go, as do ranges no longer listed.
+   * Every CIDR is checked before the map is touched.
+   */
+  replaceSourceRanges(byFrontend: ReadonlyMap<number, readonly string[]>): {
+    added: number;
+    removed: number;
+  } {
+    const wanted = new Map<string, Np4SourceRangeKey>();
+    for (const [revNatIndex, cidrs] of byFrontend) {
+      if (!Number.isInteger(revNatIndex) || revNatIndex < 1 || revNatIndex > 0xffff) {
+        throw new WeftError(
+          'WEFT_ERR_NODEPORT_CONFIG',
+          `revNatIndex ${revNatIndex} must be an integer from 1 to 65535`,
+        );
+      }
+      for (const c of cidrs) {
+        const k = sourceRangeKey(revNatIndex, c);
+        wanted.set(rangeId(k), k);
+      }
+    }
+    const present = new Map(this.sourceRanges.keys().map((k) => [rangeId(k), k] as const));
+    let added = 0;
+    let removed = 0;
+    for (const [id, k] of wanted) {
+      if (present.has(id)) continue;
+      this.sourceRanges.update(k, 1);
+      added++;
+    }
+    for (const [id, k] of present) {
+      if (wanted.has(id)) continue;
+      this.sourceRanges.delete(k);
+      removed++;
+    }
+    return { added, removed };
+  }
+
   /** Every frontend's ranges, as CIDRs by revNatIndex. */
   sourceRangesByFrontend(): Map<number, string[]> {
     const out = new Map<number, string[]>();

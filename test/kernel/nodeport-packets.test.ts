@@ -510,13 +510,13 @@ describe('loadBalancerSourceRanges', () => {
   it('a frontend with source ranges starts flows only for clients inside them', () => {
     const f = frontend(30110, 'TCP', [backendIds.LOCAL_A_TCP]);
     f.type = 'LoadBalancer';
-    lb.applyFrontends([f]);
-    // LbFrontend has no field for the ranges yet: set the master's flag as the agent will.
-    const key = serviceKey(f, LbScope.external, 0);
-    const master = lb.v4.services.lookup(key)!;
-    lb.v4.services.update(key, { ...master, flags: master.flags | LbServiceFlag.sourceRange });
+    // As the agent does it: the ranges first, then the frontend whose master carries the flag.
     np.setSourceRanges(f.revNatIndex, ['10.252.9.77/24', '10.252.7.0/30']);
     expect(np.sourceRangesByFrontend().get(f.revNatIndex)).toEqual(['10.252.7.0/30', '10.252.9.0/24']);
+    f.sourceRanges = np.sourceRangesByFrontend().get(f.revNatIndex)!;
+    lb.applyFrontends([f]);
+    const master = lb.v4.services.lookup(serviceKey(f, LbScope.external, 0))!;
+    expect(master.flags & LbServiceFlag.sourceRange).toBe(LbServiceFlag.sourceRange);
 
     const before = counters();
     const inside = run(ingress, tcpFrame({ src: CLIENT, sport: 42000, dport: 30110, flags: TCP_SYN }));
@@ -538,5 +538,30 @@ describe('loadBalancerSourceRanges', () => {
     expect(() => np.setSourceRanges(f.revNatIndex, ['10.252.7.0/33'])).toThrowError(
       expect.objectContaining({ code: 'WEFT_ERR_NODEPORT_CONFIG' }),
     );
+  });
+
+  it('the agent replaces every frontend’s ranges at once; a frontend without the flag takes everyone', () => {
+    const f = frontend(30111, 'TCP', [backendIds.LOCAL_A_TCP]);
+    f.type = 'LoadBalancer';
+    const other = 0xfff0;
+    np.setSourceRanges(other, ['10.252.100.0/24']);
+    expect(np.replaceSourceRanges(new Map([[f.revNatIndex, ['10.252.7.0/29']]]))).toMatchObject({ added: 1 });
+    // The other frontend's ranges went: the map now holds exactly what was given.
+    expect(np.sourceRangesByFrontend()).toEqual(new Map([[f.revNatIndex, ['10.252.7.0/29']]]));
+    // A bad CIDR anywhere: nothing changes.
+    expect(() =>
+      np.replaceSourceRanges(new Map([[f.revNatIndex, ['10.252.8.0/24', '10.252.7.0/40']]])),
+    ).toThrowError(expect.objectContaining({ code: 'WEFT_ERR_NODEPORT_CONFIG' }));
+    expect(np.sourceRangesByFrontend()).toEqual(new Map([[f.revNatIndex, ['10.252.7.0/29']]]));
+
+    lb.applyFrontends([{ ...f, sourceRanges: ['10.252.7.0/29'] }]);
+    const outside = run(ingress, tcpFrame({ src: CLIENT, sport: 42100, dport: 30111, flags: TCP_SYN }));
+    expect(outside.retval).toBe(TC_ACT_SHOT);
+    // The Service drops its ranges: the flag goes with the master, then the entries.
+    lb.applyFrontends([f]);
+    expect(np.replaceSourceRanges(new Map())).toEqual({ added: 0, removed: 1 });
+    const open = run(ingress, tcpFrame({ src: CLIENT, sport: 42101, dport: 30111, flags: TCP_SYN }));
+    expect(open.retval).toBe(TC_ACT_OK);
+    expect(parseIpv4Frame(open.dataOut).dst).toBe(LOCAL_A);
   });
 });

@@ -196,6 +196,12 @@ describe('input validation', () => {
       { externalTrafficPolicy: 'local' },
       /externalTrafficPolicy must be Cluster or Local/,
     ],
+    ['a source range past /32', { sourceRanges: ['10.0.0.0/33'] }, /source range 10.0.0.0\/33 is not a CIDR/],
+    [
+      'a source range without a prefix',
+      { sourceRanges: ['10.0.0.0'] },
+      /source range 10.0.0.0 is not a CIDR/,
+    ],
   ])('a frontend with %s is refused with a clear error', (_name, change, message) => {
     const bad = { ...clusterIP, ...change } as LbFrontend;
     expect(() => validateFrontend(bad)).toThrowError(message);
@@ -434,6 +440,22 @@ describe('reading frontends back from service entries', () => {
       const back = frontendsFromEntries(order.map(([k, v]) => [k, v] as [Lb4Key, LbService]));
       expect(back.sort((a, b) => a.revNatIndex - b.revNatIndex)).toEqual([clusterIP, twoScopes]);
     }
+  });
+
+  it('loadBalancerSourceRanges set the master flag; read back, the flag says "limited" and the ranges are the NodePort maps\' to give', () => {
+    const limited: LbFrontend = {
+      ...clusterIP,
+      type: 'LoadBalancer',
+      sourceRanges: ['203.0.113.0/24', '2001:db8::/32'],
+    };
+    const master = planned(limited).find(([k]) => k.backend_slot === 0)![1];
+    expect(master.flags & LbServiceFlag.sourceRange).toBe(LbServiceFlag.sourceRange);
+    expect(frontendsFromEntries(planned(limited))).toEqual([{ ...limited, sourceRanges: [] }]);
+    // An empty list still limits (to nobody); no list: unrestricted, no flag.
+    const none = planned({ ...limited, sourceRanges: [] }).find(([k]) => k.backend_slot === 0)![1];
+    expect(none.flags & LbServiceFlag.sourceRange).toBe(LbServiceFlag.sourceRange);
+    const open = planned({ ...clusterIP, type: 'LoadBalancer' }).find(([k]) => k.backend_slot === 0)![1];
+    expect(open.flags & LbServiceFlag.sourceRange).toBe(0);
   });
 
   it('frontends that differ only by port or protocol stay apart', () => {
