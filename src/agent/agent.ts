@@ -68,6 +68,8 @@ export class Agent {
   private retryTimer?: NodeJS.Timeout;
   private retryDelay = RETRY_MIN_MS;
   private localBackendsWritten = false;
+  /** The NodePort maps' source ranges may differ from the frontends' (true until first written). */
+  private sourceRangesDirty = true;
   private ownsSocket = false;
 
   private constructor(config: AgentConfig) {
@@ -301,6 +303,7 @@ export class Agent {
         );
     }
     this.writeLocalBackends(false);
+    this.writeSourceRanges();
     this.scheduleRetry();
   }
 
@@ -332,12 +335,36 @@ export class Agent {
       this.log.error({ err: err instanceof Error ? err.message : String(err) }, 'NodePort attach failed');
     }
     this.writeLocalBackends(true);
+    this.writeSourceRanges();
     // A device that failed is tried again with the failed Services.
     this.scheduleRetry();
   }
 
   private nodePortFailing(): boolean {
     return this.datapath.nodePortStatus().devices.some((d) => d.error !== undefined);
+  }
+
+  /**
+   * The loadBalancerSourceRanges the NodePort programs check, after the frontends that carry
+   * the flag were written: a new limited frontend refuses everyone from outside until its ranges
+   * follow, microseconds later, never the other way round. Retried after every sync until it
+   * succeeds.
+   */
+  private writeSourceRanges(): void {
+    if (!this.datapath.nodePortReady) return;
+    const { byRevNat, changed } = this.reconciler.sourceRanges4();
+    if (!changed && !this.sourceRangesDirty) return;
+    this.sourceRangesDirty = true;
+    try {
+      const { added, removed } = this.datapath.setSourceRanges(byRevNat);
+      this.sourceRangesDirty = false;
+      if (added + removed > 0) this.syncLog.info({ added, removed }, 'loadBalancerSourceRanges written');
+    } catch (err) {
+      this.log.error(
+        { err: err instanceof Error ? err.message : String(err) },
+        'writing loadBalancerSourceRanges failed; retried after the next sync',
+      );
+    }
   }
 
   private writeLocalBackends(force: boolean): void {
@@ -474,6 +501,7 @@ export class Agent {
           };
         }
         if (f.affinityTimeoutSeconds !== undefined) e.affinityTimeoutSeconds = f.affinityTimeoutSeconds;
+        if (f.sourceRanges?.length) e.sourceRanges = [...f.sourceRanges];
         if (f.internalBackends) e.internalBackends = f.internalBackends.map(entry);
         return e;
       })

@@ -167,8 +167,26 @@ export class AgentDatapath {
 
   /** What the maps hold, for the reconciler's mirror and allocators. */
   readBack(): LbReadBack {
+    const frontends = this.lb.frontends();
+    // The LB maps hold only the flag of a frontend with loadBalancerSourceRanges; the ranges
+    // are in the NodePort maps, pinned beside them when NodePort ran.
+    const limited = frontends.filter((f) => f.sourceRanges !== undefined);
+    if (limited.length > 0) {
+      let ranges: Map<number, string[]> | undefined;
+      try {
+        const np = NodePortMaps.openPinned(this.pinRoot);
+        try {
+          ranges = np.sourceRangesByFrontend();
+        } finally {
+          np.close();
+        }
+      } catch {
+        // No NodePort maps (yet): the ranges are written when NodePort attaches.
+      }
+      for (const f of limited) f.sourceRanges = ranges?.get(f.revNatIndex) ?? [];
+    }
     return {
-      frontends: this.lb.frontends(),
+      frontends,
       backends: this.lb.backends(),
       reverseNatIndexes: this.lb.reverseNat().map((r) => r.revNatIndex),
     };
@@ -226,6 +244,11 @@ export class AgentDatapath {
       }
     }
     if (!this.nodePortMaps && np.loaded.length > 0) this.nodePortMaps = NodePortMaps.openPinned(this.pinRoot);
+  }
+
+  /** Writes every IPv4 frontend's loadBalancerSourceRanges for the NodePort programs (no-op without NodePort). */
+  setSourceRanges(byRevNat: ReadonlyMap<number, readonly string[]>): { added: number; removed: number } {
+    return this.nodePortMaps?.replaceSourceRanges(byRevNat) ?? { added: 0, removed: 0 };
   }
 
   /** Writes the NodePort programs' set of local backends (no-op without NodePort). */

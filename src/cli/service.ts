@@ -35,6 +35,7 @@ export function serviceTable(services: ServiceEntry[]): string {
   for (const s of services) {
     const owner = s.service ? `${s.service.namespace}/${s.service.name}` : '(no Service)';
     const type = [s.type, s.affinityTimeoutSeconds !== undefined ? 'affinity' : '']
+      .concat(s.sourceRanges?.length ? [`sourceRanges=${s.sourceRanges.join(',')}`] : [])
       .concat(s.trafficPolicy.external === 'Local' ? ['eTP=Local'] : [])
       .concat(s.trafficPolicy.internal === 'Local' ? ['iTP=Local'] : [])
       .filter(Boolean)

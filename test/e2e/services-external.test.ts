@@ -284,6 +284,7 @@ interface ServiceListEntry {
   trafficPolicy: { external: string; internal: string };
   backends: Array<{ address: string }>;
   internalBackends?: Array<{ address: string }>;
+  sourceRanges?: string[];
 }
 
 async function serviceList(node: string): Promise<ServiceListEntry[]> {
@@ -633,6 +634,49 @@ describe('what the agents show', () => {
     expect(table).toMatch(
       new RegExp(`${nodeIP[cp]}:${nodePorts['etp-local/http']}/TCP\\s+NodePort, eTP=Local`),
     );
+  });
+});
+
+describe('loadBalancerSourceRanges', () => {
+  /** Sets the lb Service's ranges and waits until both agents carry them on its LoadBalancer frontends. */
+  async function limit(ranges: string[]): Promise<void> {
+    const lb = await core.readNamespacedService({ name: 'lb', namespace: 'default' });
+    lb.spec = { ...lb.spec, loadBalancerSourceRanges: ranges };
+    await core.replaceNamespacedService({ name: 'lb', namespace: 'default', body: lb });
+    await programmed('lb', (entries) =>
+      entries
+        .filter((e) => e.type === 'LoadBalancer')
+        .every((e) => JSON.stringify(e.sourceRanges ?? []) === JSON.stringify(ranges)),
+    );
+  }
+
+  it('an external client inside the ranges gets through; outside them its new flows get no answer; without ranges everyone does', async () => {
+    await limit([`${extIP}/32`]);
+    for (const ip of lbIPs) {
+      const seen = await reach({ netns: extNetns }, 'tcp', ip, 80, allBackends);
+      expect(backendsOf(seen), `via ${ip}`).toEqual(allBackends);
+    }
+    const table = await weftOk(['service', 'list', '--node', cp]);
+    expect(table).toMatch(new RegExp(`${lbIPs[0]}:80/TCP\\s+LoadBalancer, sourceRanges=${extIP}/32\\s`));
+
+    await limit([`${hostIP}/32`]);
+    for (const ip of lbIPs) {
+      expect(await refused({ netns: extNetns }, 'tcp', ip, 80), `via ${ip}`).toBe('TIMEOUT');
+      expect(await refused({ netns: extNetns }, 'udp', ip, 81), `via ${ip}`).toBe('TIMEOUT');
+    }
+    // The Service's other frontends are not limited: the same client reaches its NodePort.
+    const np = await reach(
+      { netns: extNetns },
+      'tcp',
+      nodeIP[cp] ?? '',
+      nodePorts['lb/http'] ?? 0,
+      allBackends,
+    );
+    expect(backendsOf(np)).toEqual(allBackends);
+
+    await limit([]);
+    const open = await reach({ netns: extNetns }, 'tcp', lbIPs[0], 80, allBackends);
+    expect(backendsOf(open)).toEqual(allBackends);
   });
 });
 

@@ -17,6 +17,7 @@ export interface ServiceSpec {
   ports?: PortSpec[];
   externalIPs?: string[];
   ingress?: Array<{ ip?: string; hostname?: string; ipMode?: 'VIP' | 'Proxy' }>;
+  loadBalancerSourceRanges?: string[];
   sessionAffinity?: 'None' | 'ClientIP';
   affinityTimeout?: number;
   externalTrafficPolicy?: 'Cluster' | 'Local';
@@ -41,6 +42,7 @@ export function service(name: string, s: ServiceSpec = {}): Record<string, unkno
     spec.externalName = 'example.com';
   }
   if (s.externalIPs) spec.externalIPs = s.externalIPs;
+  if (s.loadBalancerSourceRanges) spec.loadBalancerSourceRanges = s.loadBalancerSourceRanges;
   spec.sessionAffinity = s.sessionAffinity ?? 'None';
   if (s.affinityTimeout !== undefined) {
     spec.sessionAffinityConfig = { clientIP: { timeoutSeconds: s.affinityTimeout } };

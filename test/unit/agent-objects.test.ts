@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  canonicalCIDR,
   canonicalIP,
   parseEndpointSlice,
   parseNode,
@@ -40,6 +41,14 @@ describe('malformed objects are rejected with the field at fault, never thrown',
       /two IPv4 addresses/,
     ],
     ['ports not a list', mutate(svc, (o) => (o.spec.ports = 80)), /spec.ports must be a list/],
+    [
+      'a loadBalancerSourceRanges entry that is not a CIDR',
+      mutate(svc, (o) => {
+        o.spec.type = 'LoadBalancer';
+        o.spec.loadBalancerSourceRanges = ['10.0.0.0/8', '10.0.0.300/8'];
+      }),
+      /spec.loadBalancerSourceRanges\[1\] "10.0.0.300\/8" is not a CIDR/,
+    ],
     [
       'port out of range',
       mutate(svc, (o) => (o.spec.ports[0].port = 70000)),
@@ -189,10 +198,51 @@ describe('well-formed objects', () => {
         ports: [{ name: '', port: 80, protocol: 'TCP' }],
         externalIPs: [],
         loadBalancerIPs: [],
+        loadBalancerSourceRanges: [],
         externalTrafficPolicy: 'Cluster',
         internalTrafficPolicy: 'Cluster',
       },
     });
+  });
+
+  it('a LoadBalancer keeps its loadBalancerSourceRanges as networks: trimmed, host bits cleared, sorted, once', () => {
+    const p = parseService(
+      service('lb', {
+        type: 'LoadBalancer',
+        loadBalancerSourceRanges: [
+          ' 203.0.113.77/24',
+          '198.51.100.0/24',
+          '203.0.113.0/24',
+          '2001:DB8:0:0:1::7/64',
+          '0.0.0.0/0',
+        ],
+      }),
+    );
+    expect(p.ok && p.value.loadBalancerSourceRanges).toEqual([
+      '0.0.0.0/0',
+      '198.51.100.0/24',
+      '2001:db8::/64',
+      '203.0.113.0/24',
+    ]);
+    expect(canonicalCIDR('10.1.2.3/32')).toEqual({ cidr: '10.1.2.3/32', family: 4 });
+    expect(canonicalCIDR('10.255.255.255/9')).toEqual({ cidr: '10.128.0.0/9', family: 4 });
+    expect(canonicalCIDR('fd00::1:2/112')).toEqual({ cidr: 'fd00::1:0/112', family: 6 });
+    for (const bad of [
+      '10.0.0.0',
+      '10.0.0.0/33',
+      '10.0.0.0/-1',
+      '10.0.0/8',
+      'fd00::/129',
+      'x/8',
+      '10.0.0.0/8/1',
+    ]) {
+      expect(canonicalCIDR(bad), bad).toBeUndefined();
+    }
+  });
+
+  it('a Service of another type ignores loadBalancerSourceRanges, as kube-proxy does', () => {
+    const p = parseService(service('np', { type: 'NodePort', loadBalancerSourceRanges: ['203.0.113.0/24'] }));
+    expect(p.ok && p.value.loadBalancerSourceRanges).toEqual([]);
   });
 
   it('a ClusterIP Service ignores a nodePort it should not have', () => {

@@ -359,6 +359,48 @@ describe('the reconciler', () => {
     expect(r.localIPv4Backends()).toEqual({ addresses: [], changed: true });
   });
 
+  it('loadBalancerSourceRanges of IPv4 LoadBalancer frontends are tracked for the NodePort programs', () => {
+    const lb = (ranges: string[]) =>
+      service('lb', {
+        type: 'LoadBalancer',
+        clusterIP: '10.96.0.20',
+        ports: [{ port: 80 }],
+        ingress: [{ ip: '203.0.113.10' }],
+        loadBalancerSourceRanges: ranges,
+      });
+    cache.upsert('Service', lb(['198.51.100.0/24']));
+    cache.upsert('EndpointSlice', slice('lb-1', 'lb', [ep('10.244.3.2')]));
+    r.sync(true);
+    const revNat = maps.frontends.get('203.0.113.10:80/TCP')!.revNatIndex;
+    expect(maps.frontends.get('203.0.113.10:80/TCP')!.sourceRanges).toEqual(['198.51.100.0/24']);
+    expect(maps.frontends.get('10.96.0.20:80/TCP')!.sourceRanges).toBeUndefined();
+    expect(r.sourceRanges4()).toEqual({ byRevNat: new Map([[revNat, ['198.51.100.0/24']]]), changed: true });
+    expect(r.sourceRanges4().changed).toBe(false);
+
+    // A restart that reads the same ranges back writes nothing and has them.
+    const again = agent(maps);
+    again.cache.upsert('Node', node('node-a', ['172.30.0.2']));
+    for (const s of ['web', 'api'])
+      again.cache.upsert('Service', service(s, { clusterIP: s === 'web' ? '10.96.0.10' : '10.96.0.11' }));
+    again.cache.upsert('EndpointSlice', slice('web-1', 'web', [ep('10.244.1.2'), ep('10.244.1.3')]));
+    again.cache.upsert('EndpointSlice', slice('api-1', 'api', [ep('10.244.2.2')]));
+    again.cache.upsert('Service', lb(['198.51.100.0/24']));
+    again.cache.upsert('EndpointSlice', slice('lb-1', 'lb', [ep('10.244.3.2')]));
+    expect(again.r.sync(true).frontendsWritten).toBe(0);
+    expect(again.r.sourceRanges4().byRevNat).toEqual(new Map([[revNat, ['198.51.100.0/24']]]));
+
+    cache.upsert('Service', lb(['198.51.100.0/24', '192.0.2.0/28']));
+    r.sync(false);
+    expect(r.sourceRanges4()).toEqual({
+      byRevNat: new Map([[revNat, ['192.0.2.0/28', '198.51.100.0/24']]]),
+      changed: true,
+    });
+    cache.upsert('Service', lb([]));
+    r.sync(false);
+    expect(maps.frontends.get('203.0.113.10:80/TCP')!.sourceRanges).toBeUndefined();
+    expect(r.sourceRanges4()).toEqual({ byRevNat: new Map(), changed: true });
+  });
+
   it('orphan reverse NAT entries found on start are removed by the first full sync', () => {
     maps.revNats.add(777);
     const fresh = agent(maps);

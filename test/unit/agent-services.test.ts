@@ -391,6 +391,26 @@ describe('Service → frontends and backends (Kubernetes semantics)', () => {
     ]);
   });
 
+  it('loadBalancerSourceRanges limit the LoadBalancer frontends only, with the ranges of their family', () => {
+    const svc = (ranges: string[]) =>
+      service('lb', {
+        type: 'LoadBalancer',
+        ports: [{ port: 443, nodePort: 31443 }],
+        ingress: [{ ip: '203.0.113.10' }],
+        loadBalancerSourceRanges: ranges,
+      });
+    const slices = [slice('lb-1', 'lb', [ep('10.244.1.2')], [{ name: '', port: 443 }])];
+    const ranges = (d: DesiredService) =>
+      Object.fromEntries(d.frontends.map((f) => [`${f.address} ${f.type}`, f.sourceRanges]));
+    expect(ranges(desired(svc(['198.51.100.0/24', '2001:db8::/32', '192.0.2.0/28']), slices))).toEqual({
+      '10.96.0.10 ClusterIP': undefined,
+      '172.30.0.2 NodePort': undefined,
+      '203.0.113.10 LoadBalancer': ['192.0.2.0/28', '198.51.100.0/24'],
+    });
+    // Only IPv6 ranges: nothing limits the IPv4 frontend (kube-proxy filters ranges by family).
+    expect(ranges(desired(svc(['2001:db8::/32']), slices))['203.0.113.10 LoadBalancer']).toBeUndefined();
+  });
+
   it('backends record their state and whether they run on this node', () => {
     const d = desired(service('web'), [
       slice('w', 'web', [

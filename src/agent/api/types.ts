@@ -68,6 +68,8 @@ export interface ServiceEntry {
   service?: { namespace: string; name: string; port: string };
   trafficPolicy: { external: TrafficPolicy; internal: TrafficPolicy };
   affinityTimeoutSeconds?: number;
+  /** loadBalancerSourceRanges: the only clients from outside the cluster it accepts. */
+  sourceRanges?: string[];
   /** External clients' backends (one-scope frontends: everyone's), in slot order. */
   backends: BackendEntry[];
   /** In-cluster clients' backends, for a two-scope frontend. */

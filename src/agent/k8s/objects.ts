@@ -130,6 +130,27 @@ function ip(v: unknown, field: string): { address: string; family: IpFamily } {
   return c;
 }
 
+/**
+ * "a.b.c.d/n" or "x::/n" → the network in canonical text, host bits cleared ("10.0.0.7/8" is
+ * 10.0.0.0/8), as kube-proxy reads loadBalancerSourceRanges; undefined when it is not a CIDR.
+ */
+export function canonicalCIDR(text: string): { cidr: string; family: IpFamily } | undefined {
+  const slash = text.indexOf('/');
+  if (slash < 0) return undefined;
+  const ip = canonicalIP(text.slice(0, slash));
+  const bits = text.slice(slash + 1);
+  if (!ip || !/^\d{1,3}$/.test(bits)) return undefined;
+  const prefix = Number(bits);
+  const width = ip.family === 4 ? 32 : 128;
+  if (prefix > width) return undefined;
+  const bytes = Buffer.alloc(16);
+  if (ip.family === 4) bytes.set(ip.address.split('.').map(Number), 0);
+  else ipv6.encode(ip.address, bytes, 0);
+  for (let bit = prefix; bit < width; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  const network = ip.family === 4 ? [...bytes.subarray(0, 4)].join('.') : ipv6.decode(bytes, 0);
+  return { cidr: `${network}/${prefix}`, family: ip.family };
+}
+
 function meta(raw: Obj, namespaced: boolean): { name: string; namespace: string } {
   const m = obj(raw.metadata, 'metadata');
   const name = str(m.name, 'metadata.name');
@@ -162,6 +183,7 @@ export function parseService(raw: unknown): Parsed<ServiceInfo> {
       ports: [],
       externalIPs: [],
       loadBalancerIPs: [],
+      loadBalancerSourceRanges: [],
       externalTrafficPolicy: 'Cluster',
       internalTrafficPolicy: 'Cluster',
     };
@@ -214,6 +236,16 @@ export function parseService(raw: unknown): Parsed<ServiceInfo> {
         if (ing.ip === undefined || ing.ip === null || ing.ip === '') return; // hostname only
         base.loadBalancerIPs.push(ip(ing.ip, `${field}.ip`).address);
       });
+      // The API server validates these as CIDRs; kube-proxy also trims spaces around them.
+      const ranges = new Set<string>();
+      optArray(spec.loadBalancerSourceRanges, 'spec.loadBalancerSourceRanges').forEach((v, i) => {
+        const field = `spec.loadBalancerSourceRanges[${i}]`;
+        if (typeof v !== 'string') fail(`${field} must be a CIDR`);
+        const c = canonicalCIDR(v.trim());
+        if (!c) fail(`${field} "${v}" is not a CIDR (like 203.0.113.0/24)`);
+        ranges.add(c.cidr);
+      });
+      base.loadBalancerSourceRanges = [...ranges].sort();
     }
 
     const affinity = spec.sessionAffinity ?? 'None';
@@ -332,6 +364,7 @@ const serviceSpecFields = [
   'clusterIPs',
   'ports',
   'externalIPs',
+  'loadBalancerSourceRanges',
   'sessionAffinity',
   'sessionAffinityConfig',
   'externalTrafficPolicy',

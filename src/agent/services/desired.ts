@@ -228,6 +228,13 @@ export function desiredService(
           internalTrafficPolicy: svc.internalTrafficPolicy,
         };
         if (svc.affinityTimeoutSeconds !== undefined) f.affinityTimeoutSeconds = svc.affinityTimeoutSeconds;
+        if (type === 'LoadBalancer' && svc.loadBalancerSourceRanges.length > 0) {
+          // As kube-proxy: the ranges of the frontend's family; none of it → unrestricted.
+          const ranges = svc.loadBalancerSourceRanges.filter(
+            (c) => familyOf(c.slice(0, c.indexOf('/'))) === family,
+          );
+          if (ranges.length > 0) f.sourceRanges = ranges;
+        }
         if (type === 'ClusterIP') {
           // Only in-cluster clients reach a ClusterIP: one scope, internalTrafficPolicy; the
           // external policy does not apply to it.

@@ -78,7 +78,7 @@ function sameMembers(previous: readonly number[], wanted: readonly number[]): bo
   return true;
 }
 
-function sameList(a: readonly number[] | undefined, b: readonly number[] | undefined): boolean {
+function sameList<T>(a: readonly T[] | undefined, b: readonly T[] | undefined): boolean {
   if (a === b) return true;
   if (!a || !b || a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -98,7 +98,8 @@ export function sameFrontend(a: LbFrontend | undefined, b: LbFrontend | undefine
     a.externalTrafficPolicy === b.externalTrafficPolicy &&
     a.internalTrafficPolicy === b.internalTrafficPolicy &&
     sameList(a.backends, b.backends) &&
-    sameList(a.internalBackends, b.internalBackends)
+    sameList(a.internalBackends, b.internalBackends) &&
+    sameList(a.sourceRanges, b.sourceRanges)
   );
 }
 
@@ -134,6 +135,7 @@ export function lbFrontendOf(
   };
   if (internalBackends !== undefined) out.internalBackends = internalBackends;
   if (f.affinityTimeoutSeconds !== undefined) out.affinityTimeoutSeconds = f.affinityTimeoutSeconds;
+  if (f.sourceRanges !== undefined) out.sourceRanges = f.sourceRanges;
   return out;
 }
 

@@ -164,6 +164,9 @@ export class Reconciler {
   private readonly backendWants = new Map<BackendKey, number>();
   private readonly local4 = new Map<string, number>();
   private local4Changed = false;
+  /** loadBalancerSourceRanges of the IPv4 frontends in the maps, by reverse NAT index. */
+  private readonly ranges4 = new Map<number, readonly string[]>();
+  private ranges4Changed = false;
 
   private readonly backendIds = backendIdAllocator();
   private readonly revNats = revNatAllocator();
@@ -302,6 +305,16 @@ export class Reconciler {
     return { services: this.ownedBy.size, frontends, serviceEntries, backends, affinityMatch };
   }
 
+  /**
+   * The loadBalancerSourceRanges of the IPv4 frontends in the maps (for the NodePort programs,
+   * which check them), and whether they changed since the last call.
+   */
+  sourceRanges4(): { byRevNat: ReadonlyMap<number, readonly string[]>; changed: boolean } {
+    const changed = this.ranges4Changed;
+    this.ranges4Changed = false;
+    return { byRevNat: this.ranges4, changed };
+  }
+
   /** IPv4 addresses of this node's backends (for the NodePort programs), and whether they changed. */
   localIPv4Backends(): { addresses: string[]; changed: boolean } {
     const changed = this.local4Changed;
@@ -377,6 +390,15 @@ export class Reconciler {
       forEachId(f, (id) => this.refs.set(id, (this.refs.get(id) ?? 0) + 1));
     } else {
       this.frontends.delete(name);
+    }
+    if (old?.sourceRanges?.length || f?.sourceRanges?.length) this.trackRanges(old, f);
+  }
+
+  private trackRanges(old: LbFrontend | undefined, f: LbFrontend | undefined): void {
+    if (old && !old.address.includes(':') && this.ranges4.delete(old.revNatIndex)) this.ranges4Changed = true;
+    if (f?.sourceRanges?.length && !f.address.includes(':')) {
+      this.ranges4.set(f.revNatIndex, f.sourceRanges);
+      this.ranges4Changed = true;
     }
   }
 

@@ -38,6 +38,11 @@ export interface ServiceInfo {
   externalIPs: string[];
   /** status.loadBalancer.ingress[].ip, without ingress points in ipMode Proxy. */
   loadBalancerIPs: string[];
+  /**
+   * spec.loadBalancerSourceRanges of a LoadBalancer Service: canonical CIDRs (host bits
+   * cleared), both families, sorted, no duplicates; empty when unrestricted.
+   */
+  loadBalancerSourceRanges: string[];
   /** sessionAffinity ClientIP: its timeout (default 10800 s); undefined for None. */
   affinityTimeoutSeconds?: number;
   externalTrafficPolicy: TrafficPolicy;
@@ -112,6 +117,8 @@ export interface DesiredFrontend {
   affinityTimeoutSeconds?: number;
   externalTrafficPolicy: TrafficPolicy;
   internalTrafficPolicy: TrafficPolicy;
+  /** LoadBalancer frontends: the clients (CIDRs of the frontend's family) allowed from outside. */
+  sourceRanges?: string[];
 }
 
 /** Everything one Service wants in the maps. */
