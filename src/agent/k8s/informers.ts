@@ -174,8 +174,8 @@ export class ResourceInformer {
       });
       if (generation !== this.generation) return;
       this.status.lastListAt = Date.now();
-      this.connected();
       this.replace(list.items as Meta[]);
+      this.connected();
       this.resourceVersion = list.metadata.resourceVersion ?? '';
       this.markSynced();
     }
@@ -268,6 +268,7 @@ export class ResourceInformer {
   }
 
   private deliver(action: 'add' | 'update' | 'delete', obj: unknown): void {
+    this.status.objects = this.known.size;
     try {
       if (action === 'delete') this.cache.remove(this.spec.kind, obj);
       else this.cache.upsert(this.spec.kind, obj, action);
