@@ -12,8 +12,9 @@
  * - A malformed object is one rejected object (the cache says why), never a failed list.
  *
  * It keeps no copy of the objects, only each one's resourceVersion by namespace/name: the
- * cache holds what the agent needs of them, and client-node's ListWatch, which kept a second
- * copy of every object, cost a third of the agent's memory at 10,000 Services.
+ * cache holds what the agent needs of them. client-node's ListWatch, which this replaces, kept
+ * a second copy of every object, and importing it loaded client-node's models (docs/agent.md,
+ * Memory).
  */
 import { Watch } from '@kubernetes/client-node/dist/watch.js';
 import { type KubeClientConfig, kubeListAll } from '../../shared/kube.js';

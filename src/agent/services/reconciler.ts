@@ -818,6 +818,12 @@ class SyncRun {
     let now: LbFrontend | undefined;
     try {
       now = this.r.writer.frontend(f);
+      // The LB maps hold only the flag of loadBalancerSourceRanges; the NodePort maps still
+      // hold the ranges the mirror knew (the agent writes them after a sync).
+      const had = this.r.mirrorFrontend(name);
+      if (now?.sourceRanges?.length === 0 && had?.sourceRanges && had.revNatIndex === now.revNatIndex) {
+        now.sourceRanges = had.sourceRanges;
+      }
     } catch (err) {
       this.r.logger.error({ err: errorText(err), frontend: name }, 'reading a frontend back failed');
       now = this.r.mirrorFrontend(name);
