@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
@@ -13,6 +12,7 @@ import {
   NetexecStartError,
   startNetexec,
 } from '../../src/devcluster/agnhost/netexec.js';
+import { selfSignedCertificate } from './support/self-signed.js';
 
 interface Reply {
   status: number;
@@ -460,25 +460,7 @@ describe('netexec options', () => {
     let dir: string;
     beforeAll(() => {
       dir = mkdtempSync(join(tmpdir(), 'weft-agnhost-tls-'));
-      execFileSync(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'rsa:2048',
-          '-nodes',
-          '-days',
-          '1',
-          '-subj',
-          '/CN=localhost',
-          '-keyout',
-          join(dir, 'key.pem'),
-          '-out',
-          join(dir, 'cert.pem'),
-        ],
-        { stdio: 'ignore' },
-      );
+      selfSignedCertificate(dir, 'localhost');
     });
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -12,6 +12,7 @@ import yaml from 'js-yaml';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { WeftError } from '../../src/shared/errors.js';
 import { type KubeClientConfig, loadKubeClientConfig } from '../../src/shared/kubeconfig.js';
+import { selfSignedCertificate } from './support/self-signed.js';
 
 type Section = Record<string, unknown>;
 
@@ -20,27 +21,7 @@ let pki: { dir: string; cert: Buffer; key: Buffer };
 
 beforeAll(() => {
   const pkiDir = mkdtempSync(join(tmpdir(), 'weft-kubeconfig-pki-'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-      '-days',
-      '1',
-      '-keyout',
-      join(pkiDir, 'key.pem'),
-      '-out',
-      join(pkiDir, 'cert.pem'),
-    ],
-    { stdio: 'ignore' },
-  );
+  selfSignedCertificate(pkiDir, '127.0.0.1', 'IP:127.0.0.1');
   pki = {
     dir: pkiDir,
     cert: readFileSync(join(pkiDir, 'cert.pem')),
