@@ -177,6 +177,7 @@ describe('the agent’s list-and-watch loop', () => {
     expect(reconnects).toBe(1);
     expect(inf.status).toMatchObject({ connected: true, reconnects: 1, objects: 2 });
     // watch failed (500) → list failed (503) → list → watch.
+    await until('the watch after the relist', () => requests.length === 5);
     expect(requests.map((r) => (r.watch ? `watch ${r.resourceVersion}` : 'list'))).toEqual([
       'list',
       'watch 10',
