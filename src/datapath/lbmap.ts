@@ -553,35 +553,49 @@ export function protocolName(proto: number): LbProtocol {
   throw new WeftError('WEFT_ERR_CODEC', `IP protocol ${proto} is not one weft balances`);
 }
 
-export function serviceKey(f: FrontendAddress, scope: number, slot: number): Lb4Key {
-  return { address: f.address, dport: f.port, backend_slot: slot, proto: lbProtocols[f.protocol], scope };
+// Each of these fills `into` when given (a bulk writer reuses one object for every entry) and
+// returns it, or a new object.
+
+export function serviceKey(f: FrontendAddress, scope: number, slot: number, into?: Lb4Key): Lb4Key {
+  const k = into ?? ({} as Lb4Key);
+  k.address = f.address;
+  k.dport = f.port;
+  k.backend_slot = slot;
+  k.proto = lbProtocols[f.protocol];
+  k.scope = scope;
+  return k;
 }
 
 /** The master entry of one scope. */
-export function masterEntry(f: LbFrontend, scope: number): LbService {
-  const count = scope === LbScope.internal ? (f.internalBackends?.length ?? 0) : f.backends.length;
-  return {
-    backend_id: f.affinityTimeoutSeconds ?? 0,
-    count,
-    rev_nat_index: f.revNatIndex,
-    flags: frontendFlags1(f),
-    flags2: frontendFlags2(f),
-  };
+export function masterEntry(f: LbFrontend, scope: number, into?: LbService): LbService {
+  const v = into ?? ({} as LbService);
+  v.backend_id = f.affinityTimeoutSeconds ?? 0;
+  v.count = scope === LbScope.internal ? (f.internalBackends?.length ?? 0) : f.backends.length;
+  v.rev_nat_index = f.revNatIndex;
+  v.flags = frontendFlags1(f);
+  v.flags2 = frontendFlags2(f);
+  return v;
 }
 
-export function slotEntry(f: LbFrontend, backendId: number): LbService {
-  return { backend_id: backendId, count: 0, rev_nat_index: f.revNatIndex, flags: 0, flags2: 0 };
+export function slotEntry(f: LbFrontend, backendId: number, into?: LbService): LbService {
+  const v = into ?? ({} as LbService);
+  v.backend_id = backendId;
+  v.count = 0;
+  v.rev_nat_index = f.revNatIndex;
+  v.flags = 0;
+  v.flags2 = 0;
+  return v;
 }
 
-export function backendEntry(b: LbBackend): Lb4Backend {
-  return {
-    address: b.address,
-    port: b.port,
-    proto: lbProtocols[b.protocol],
-    flags: backendStates.indexOf(b.state),
-    cluster_id: b.clusterId,
-    zone: b.zone,
-  };
+export function backendEntry(b: LbBackend, into?: Lb4Backend): Lb4Backend {
+  const v = into ?? ({} as Lb4Backend);
+  v.address = b.address;
+  v.port = b.port;
+  v.proto = lbProtocols[b.protocol];
+  v.flags = backendStates.indexOf(b.state);
+  v.cluster_id = b.clusterId;
+  v.zone = b.zone;
+  return v;
 }
 
 export function backendFromEntry(id: number, e: Lb4Backend): LbBackend {
@@ -903,6 +917,7 @@ export class LbMaps {
     const names = new Set<string>();
     const revNats = new Map<number, string>();
     const planned: FrontendChange[] = [];
+    let fresh = 0;
     for (const { previous, next } of changes) {
       const key = next ?? previous;
       if (!key) continue;
@@ -918,7 +933,14 @@ export class LbMaps {
       }
       if (names.has(name)) invalid(`frontend ${name}`, 'listed twice');
       names.add(name);
-      planned.push({ frontend: key, previous, next, plan: planFrontend(previous, next) });
+      if (!previous && next && next.affinityTimeoutSeconds === undefined) fresh++;
+    }
+    // Only new frontends (an agent's first sync, new Services): written straight from the
+    // model, in the order below, without a plan per frontend.
+    if (fresh === changes.length && this.writeNew(changes.map((c) => c.next as LbFrontend))) return;
+    for (const { previous, next } of changes) {
+      const key = next ?? previous;
+      if (key) planned.push({ frontend: key, previous, next, plan: planFrontend(previous, next) });
     }
     this.execute(planned);
   }
@@ -1113,18 +1135,22 @@ export class LbMaps {
   }
 
   private writeBackends(backends: LbBackend[]): void {
+    const value: Lb4Backend = { address: '', port: 0, proto: 0, flags: 0, cluster_id: 0, zone: 0 };
     for (const maps of [this.v4, this.v6]) {
-      const entries = backends
-        .filter((b) => knownFamily(b.address) === maps.family)
-        .map((b): [number, Lb4Backend] => [b.id, backendEntry(b)]);
-      if (entries.length === 0) continue;
+      const mine = backends.filter((b) => knownFamily(b.address) === maps.family);
+      if (mine.length === 0) continue;
       try {
-        this.updateEntries(maps.backends, entries);
+        // Encoded straight from the model: no entry object per backend.
+        this.updateEntriesWith(maps.backends, mine.length, value, (i, v) => {
+          const b = mine[i]!;
+          backendEntry(b, v);
+          return b.id;
+        });
       } catch (err) {
         if (!isMapFull(err)) throw err;
         throw new LbMapFullError(
           maps.backends,
-          `${err.applied} of ${entries.length} backends written (unreferenced until a frontend lists them); no frontend was changed`,
+          `${err.applied} of ${mine.length} backends written (unreferenced until a frontend lists them); no frontend was changed`,
           err,
         );
       }
@@ -1199,6 +1225,97 @@ export class LbMaps {
         plans.flatMap((p) => p.reverseNatDeletes).filter((i) => !rewritten.has(i)),
       );
     }
+  }
+
+  /**
+   * Writes frontends the maps do not hold (validated, without affinity), in execute's order:
+   * reverse NAT, then every slot, then the INT masters, then the EXT masters; each entry is
+   * encoded straight from the frontend into the batch buffers. Every entry is new, so when a
+   * map fills up nothing that was there has been touched: what this wrote is removed again and
+   * false returned, for execute's path to apply what fits, frontend by frontend.
+   */
+  private writeNew(frontends: LbFrontend[]): boolean {
+    const byFamily: Record<IpFamily, LbFrontend[]> = { 4: [], 6: [] };
+    for (const f of frontends) byFamily[knownFamily(f.address)].push(f);
+    const written: Array<{ maps: FamilyMaps; frontends: LbFrontend[] }> = [];
+    try {
+      for (const maps of [this.v4, this.v6]) {
+        const mine = byFamily[maps.family];
+        if (mine.length === 0) continue;
+        written.push({ maps, frontends: mine });
+        this.writeNewFamily(maps, mine);
+      }
+      return true;
+    } catch (err) {
+      if (!isMapFull(err)) throw err;
+      for (const { maps, frontends: mine } of written) {
+        const keys: Lb4Key[] = [];
+        for (const f of mine) {
+          keys.push(serviceKey(f, LbScope.external, 0));
+          if (f.internalBackends) keys.push(serviceKey(f, LbScope.internal, 0));
+          for (let s = 1; s <= f.backends.length; s++) keys.push(serviceKey(f, LbScope.external, s));
+          for (let s = 1; s <= (f.internalBackends?.length ?? 0); s++)
+            keys.push(serviceKey(f, LbScope.internal, s));
+        }
+        this.deleteEntries(maps.services, keys);
+        this.deleteEntries(
+          maps.reverseNat,
+          mine.map((f) => f.revNatIndex),
+        );
+      }
+      return false;
+    }
+  }
+
+  private writeNewFamily(maps: FamilyMaps, mine: LbFrontend[]): void {
+    const n = mine.length;
+    this.updateEntriesWith(maps.reverseNat, n, { address: '', port: 0 }, (i, v) => {
+      const f = mine[i]!;
+      v.address = f.address;
+      v.port = f.port;
+      return f.revNatIndex;
+    });
+    const key: Lb4Key = { address: '', dport: 0, backend_slot: 0, proto: 0, scope: 0 };
+    const value: LbService = { backend_id: 0, count: 0, rev_nat_index: 0, flags: 0, flags2: 0 };
+    // Slots: each frontend's INT run, then its EXT run (planFrontend's order).
+    let slots = 0;
+    let internal = 0;
+    for (const f of mine) {
+      slots += f.backends.length + (f.internalBackends?.length ?? 0);
+      if (f.internalBackends) internal++;
+    }
+    let fi = 0;
+    let scope: number = LbScope.internal;
+    let s = 0;
+    this.updateEntriesWith(maps.services, slots, value, (_i, v) => {
+      for (;;) {
+        const f = mine[fi]!;
+        const list = scope === LbScope.internal ? f.internalBackends : f.backends;
+        if (list && s < list.length) {
+          slotEntry(f, list[s]!, v);
+          s++;
+          return serviceKey(f, scope, s, key);
+        }
+        s = 0;
+        if (scope === LbScope.internal) scope = LbScope.external;
+        else {
+          scope = LbScope.internal;
+          fi++;
+        }
+      }
+    });
+    const masters = (scope: number, list: LbFrontend[]) =>
+      this.updateEntriesWith(maps.services, list.length, value, (i, v) => {
+        const f = list[i]!;
+        masterEntry(f, scope, v);
+        return serviceKey(f, scope, 0, key);
+      });
+    if (internal > 0)
+      masters(
+        LbScope.internal,
+        mine.filter((f) => f.internalBackends !== undefined),
+      );
+    masters(LbScope.external, mine);
   }
 
   /**
@@ -1319,6 +1436,25 @@ export class LbMaps {
       const applied = err instanceof BatchError ? err.applied : 0;
       this.report(map.name, 'update', 'success', applied);
       this.report(map.name, 'update', 'fail', entries.length - applied);
+      throw err;
+    }
+  }
+
+  /** updateBatchWith, reported to onOps. */
+  private updateEntriesWith<K, V>(
+    map: BpfMap<K, V>,
+    count: number,
+    value: V,
+    entry: (i: number, value: V) => K,
+  ): void {
+    if (count === 0) return;
+    try {
+      map.updateBatchWith(count, value, entry);
+      this.report(map.name, 'update', 'success', count);
+    } catch (err) {
+      const applied = err instanceof BatchError ? err.applied : 0;
+      this.report(map.name, 'update', 'success', applied);
+      this.report(map.name, 'update', 'fail', count - applied);
       throw err;
     }
   }

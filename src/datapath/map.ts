@@ -183,6 +183,44 @@ export class BpfMap<K, V> {
   }
 
   /**
+   * updateBatch for a caller that builds its entries one at a time: `entry(i, value)` is called
+   * for i = 0 .. count-1 in order, fills `value` (one object the caller owns and reuses) and
+   * returns the key (which may be reused too); both are encoded straight into the batch
+   * buffers, so no tuple or object is made per entry. Same error contract as updateBatch.
+   */
+  updateBatchWith(
+    count: number,
+    value: V,
+    entry: (i: number, value: V) => K,
+    flag: UpdateFlag = 'any',
+  ): void {
+    this.assertOpen();
+    const b = this.batchBuffers();
+    b.opts.buffer.writeBigUInt64LE(BigInt(updateFlags[flag]), 8);
+    for (let start = 0; start < count; start += BATCH_CHUNK) {
+      const n = Math.min(BATCH_CHUNK, count - start);
+      for (let i = 0; i < n; i++) {
+        const k = entry(start + i, value);
+        this.key.encode(k, b.keys.buffer, i * this.keySize);
+        this.value.encode(value, b.values.buffer, i * this.valueSize);
+      }
+      b.count.buffer.writeUInt32LE(n, 0);
+      const ret = callInt(
+        'libbpf',
+        'bpf_map_update_batch',
+        [DataType.I32, DataType.I64, DataType.I64, DataType.I64, DataType.I64],
+        [this.fd, b.keys.address, b.values.address, b.count.address, b.opts.address],
+      );
+      if (ret < 0) {
+        const done = Math.min(b.count.buffer.readUInt32LE(0), n);
+        b.opts.buffer.writeBigUInt64LE(0n, 8);
+        throw new BatchError('bpf_map_update_batch', -ret, this.describe(), start + done);
+      }
+    }
+    b.opts.buffer.writeBigUInt64LE(0n, 8);
+  }
+
+  /**
    * Writes many entries with bpf_map_update_batch. On an error (a full map: E2BIG) the entries
    * before the failing one are applied and a BatchError says how many.
    */

@@ -310,6 +310,69 @@ describe('a full map', () => {
   });
 });
 
+describe('new frontends written straight from the model (an agent’s first sync)', () => {
+  const fresh = () => [
+    clusterIP(0, [1, 2, 3]),
+    clusterIP(1, [2], { type: 'NodePort', internalBackends: [1, 2, 3], externalTrafficPolicy: 'Local' }),
+    clusterIP(2, [3], { type: 'LoadBalancer', internalBackends: [], sourceRanges: [] }),
+  ];
+
+  it('hold exactly what was asked, with their reverse NAT entries, as the planned path writes them', () => {
+    const lb = LbMaps.open({ pinRoot: `${box.pinRoot}/fresh` });
+    const planned = LbMaps.open({ pinRoot: `${box.pinRoot}/planned` });
+    try {
+      for (const maps of [lb, planned]) maps.upsertBackends([1, 2, 3].map((id) => backend(id)));
+      lb.updateFrontends(fresh().map((next) => ({ previous: undefined, next })));
+      // The same frontends through the planned path: one of them with affinity takes it.
+      planned.updateFrontends([
+        { previous: undefined, next: clusterIP(9, [1], { affinityTimeoutSeconds: 60 }) },
+        ...fresh().map((next) => ({ previous: undefined, next })),
+      ]);
+      expect(lb.frontends()).toEqual(fresh());
+      const entries = (m: LbMaps) =>
+        m.v4.services
+          .entries()
+          .filter(([k]) => k.address !== clusterIP(9, []).address)
+          .map((e) => JSON.stringify(e))
+          .sort();
+      expect(entries(lb)).toEqual(entries(planned));
+      expect(lb.reverseNat().map((r) => r.revNatIndex)).toEqual([1, 2, 3]);
+      expectConsistent(lb);
+    } finally {
+      lb.close();
+      planned.close();
+    }
+  });
+
+  it('that do not all fit: each is absent or as asked, nothing half-written, WEFT_ERR_MAP_FULL', () => {
+    // 3 + 1 + 4 + 1 + 2 = 11 entries (slots and masters) against 10.
+    const lb = LbMaps.open({ pinRoot: `${box.pinRoot}/fresh-full`, sizes: { services: 10 } });
+    try {
+      lb.upsertBackends([1, 2, 3].map((id) => backend(id)));
+      let error: unknown;
+      try {
+        lb.updateFrontends(fresh().map((next) => ({ previous: undefined, next })));
+      } catch (err) {
+        error = err;
+      }
+      expect((error as WeftError).code).toBe('WEFT_ERR_MAP_FULL');
+      // New slots go first and a frontend counts once its EXT master is in: here none got there.
+      const after = lb.frontends();
+      for (const f of after) expect(fresh()).toContainEqual(f);
+      expect(lb.reverseNat().map((r) => r.revNatIndex)).toEqual(after.map((f) => f.revNatIndex));
+      expectConsistent(lb);
+      // What the reconciler does next: Service by Service, the ones that fit go in.
+      lb.updateFrontends([{ previous: undefined, next: fresh()[0]! }]);
+      lb.updateFrontends([{ previous: undefined, next: fresh()[2]! }]);
+      expect(lb.frontends()).toEqual([fresh()[0], fresh()[2]]);
+      expect(lb.reverseNat().map((r) => r.revNatIndex)).toEqual([1, 3]);
+      expectConsistent(lb);
+    } finally {
+      lb.close();
+    }
+  });
+});
+
 describe('pinned maps and links', () => {
   let client: Workload | undefined;
   const pinRoot = () => `${box.pinRoot}/node`;
