@@ -204,18 +204,7 @@ export class BpfMap<K, V> {
         this.key.encode(k, b.keys.buffer, i * this.keySize);
         this.value.encode(value, b.values.buffer, i * this.valueSize);
       }
-      b.count.buffer.writeUInt32LE(n, 0);
-      const ret = callInt(
-        'libbpf',
-        'bpf_map_update_batch',
-        [DataType.I32, DataType.I64, DataType.I64, DataType.I64, DataType.I64],
-        [this.fd, b.keys.address, b.values.address, b.count.address, b.opts.address],
-      );
-      if (ret < 0) {
-        const done = Math.min(b.count.buffer.readUInt32LE(0), n);
-        b.opts.buffer.writeBigUInt64LE(0n, 8);
-        throw new BatchError('bpf_map_update_batch', -ret, this.describe(), start + done);
-      }
+      this.submitUpdateChunk(b, start, n);
     }
     b.opts.buffer.writeBigUInt64LE(0n, 8);
   }
@@ -235,19 +224,28 @@ export class BpfMap<K, V> {
         this.key.encode(k, b.keys.buffer, i * this.keySize);
         this.value.encode(v, b.values.buffer, i * this.valueSize);
       }
-      b.count.buffer.writeUInt32LE(n, 0);
-      const ret = callInt(
-        'libbpf',
-        'bpf_map_update_batch',
-        [DataType.I32, DataType.I64, DataType.I64, DataType.I64, DataType.I64],
-        [this.fd, b.keys.address, b.values.address, b.count.address, b.opts.address],
-      );
-      if (ret < 0) {
-        const done = Math.min(b.count.buffer.readUInt32LE(0), n);
-        throw new BatchError('bpf_map_update_batch', -ret, this.describe(), start + done);
-      }
+      this.submitUpdateChunk(b, start, n);
     }
     b.opts.buffer.writeBigUInt64LE(0n, 8);
+  }
+
+  /**
+   * bpf_map_update_batch of the `n` entries encoded in `b`, items `start`.. of the caller's
+   * list; on an error the flags go back to 0 and a BatchError counts what was applied.
+   */
+  private submitUpdateChunk(b: ReturnType<BpfMap<K, V>['batchBuffers']>, start: number, n: number): void {
+    b.count.buffer.writeUInt32LE(n, 0);
+    const ret = callInt(
+      'libbpf',
+      'bpf_map_update_batch',
+      [DataType.I32, DataType.I64, DataType.I64, DataType.I64, DataType.I64],
+      [this.fd, b.keys.address, b.values.address, b.count.address, b.opts.address],
+    );
+    if (ret < 0) {
+      const done = Math.min(b.count.buffer.readUInt32LE(0), n);
+      b.opts.buffer.writeBigUInt64LE(0n, 8);
+      throw new BatchError('bpf_map_update_batch', -ret, this.describe(), start + done);
+    }
   }
 
   /**
