@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { IdAllocator, revNatAllocator } from '../../src/agent/services/allocator.js';
 import { assignSlots } from '../../src/agent/services/plan.js';
+import { backendKeyOf, compareBackendKeys } from '../../src/agent/services/types.js';
 
 describe('IdAllocator', () => {
   it('gives each key one id, the same every time it is asked', () => {
@@ -56,6 +57,48 @@ describe('IdAllocator', () => {
     const a = revNatAllocator();
     a.seed([['x', 65535]]);
     expect(a.allocate('y')).toBe(1);
+  });
+});
+
+describe('backend keys', () => {
+  const key = (address: string, port = 80, protocol: 'TCP' | 'UDP' | 'SCTP' = 'TCP') =>
+    backendKeyOf({ address, port, protocol });
+
+  it('one per address, port and protocol: IPv4 as an exact integer, IPv6 as text', () => {
+    const keys = [
+      key('10.0.0.1'),
+      key('10.0.0.1', 81),
+      key('10.0.0.1', 80, 'UDP'),
+      key('10.0.0.1', 80, 'SCTP'),
+      key('10.0.1.0'),
+      key('0.0.0.0', 1),
+      key('255.255.255.255', 65535, 'SCTP'),
+      key('fd00::1'),
+      key('fd00::1', 80, 'UDP'),
+    ];
+    expect(new Set(keys).size).toBe(keys.length);
+    for (const k of keys.slice(0, 7)) expect(Number.isSafeInteger(k)).toBe(true);
+    expect(key('fd00::1', 8080, 'UDP')).toBe('fd00::1|8080|UDP');
+    expect(key('10.0.0.1')).toBe(key('10.0.0.1'));
+  });
+
+  it('sort IPv4 by address (as numbers), then port, then protocol; IPv6 after, as text', () => {
+    const sorted = [
+      key('fd00::2'),
+      key('10.0.0.10'),
+      key('fd00::1'),
+      key('10.0.0.9', 443),
+      key('10.0.0.9', 80, 'UDP'),
+      key('10.0.0.9', 80),
+    ].sort(compareBackendKeys);
+    expect(sorted).toEqual([
+      key('10.0.0.9', 80),
+      key('10.0.0.9', 80, 'UDP'),
+      key('10.0.0.9', 443),
+      key('10.0.0.10'),
+      key('fd00::1'),
+      key('fd00::2'),
+    ]);
   });
 });
 

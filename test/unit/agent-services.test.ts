@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { parseEndpointSlice, parseNode, parseService } from '../../src/agent/k8s/objects.js';
 import { desiredService, endpointsForPort } from '../../src/agent/services/desired.js';
-import type { DesiredService, EndpointSliceInfo, NodeInfo } from '../../src/agent/services/types.js';
+import type {
+  BackendKey,
+  DesiredService,
+  EndpointSliceInfo,
+  NodeInfo,
+} from '../../src/agent/services/types.js';
 import { node, service, slice } from './agent-fixtures.js';
 
 const THIS_NODE = 'node-a';
@@ -27,7 +32,13 @@ function desired(svc: unknown, slices: unknown[] = [], nodeObjects: unknown[] = 
 /** frontend "addr:port/proto type" → backends ("addr:port"), with "int:" lists for two scopes. */
 function summary(d: DesiredService): Record<string, string> {
   const out: Record<string, string> = {};
-  const b = (keys: string[]) => keys.map((k) => k.split('|').slice(0, 2).join(':')).join(' ') || '-';
+  const b = (keys: BackendKey[]) =>
+    keys
+      .map((k) => {
+        const e = d.backends.get(k)!;
+        return `${e.address}:${e.port}`;
+      })
+      .join(' ') || '-';
   for (const f of d.frontends) {
     const name = `${f.address.includes(':') ? `[${f.address}]` : f.address}:${f.port}/${f.protocol} ${f.type}`;
     out[name] = f.internalBackends ? `ext: ${b(f.backends)} | int: ${b(f.internalBackends)}` : b(f.backends);

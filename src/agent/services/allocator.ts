@@ -7,11 +7,12 @@
  * away does not lend its id to an unrelated one while sockets and affinity entries may still
  * remember it).
  */
-export class IdAllocator {
+import type { BackendKey } from './types.js';
+export class IdAllocator<K extends string | number = string> {
   readonly min: number;
   readonly max: number;
-  private readonly byKey = new Map<string, number>();
-  private readonly byId = new Map<number, string>();
+  private readonly byKey = new Map<K, number>();
+  private readonly byId = new Map<number, K>();
   private cursor: number;
 
   /** Ids from `min` to `max` inclusive. */
@@ -29,8 +30,8 @@ export class IdAllocator {
    * an id seen twice its first key: the rejected pairs come back, for the caller to clean up.
    * The cursor moves past the highest seeded id.
    */
-  seed(pairs: Iterable<readonly [string, number]>): Array<[string, number]> {
-    const rejected: Array<[string, number]> = [];
+  seed(pairs: Iterable<readonly [K, number]>): Array<[K, number]> {
+    const rejected: Array<[K, number]> = [];
     let highest = this.cursor - 1;
     for (const [key, id] of pairs) {
       if (
@@ -51,16 +52,16 @@ export class IdAllocator {
     return rejected;
   }
 
-  get(key: string): number | undefined {
+  get(key: K): number | undefined {
     return this.byKey.get(key);
   }
 
-  keyOf(id: number): string | undefined {
+  keyOf(id: number): K | undefined {
     return this.byId.get(id);
   }
 
   /** The key's id, allocating one if it has none; undefined when every id is taken. */
-  allocate(key: string): number | undefined {
+  allocate(key: K): number | undefined {
     const have = this.byKey.get(key);
     if (have !== undefined) return have;
     if (this.byId.size >= this.max - this.min + 1) return undefined;
@@ -73,7 +74,7 @@ export class IdAllocator {
   }
 
   /** Frees the key's id (no-op when it has none). */
-  release(key: string): void {
+  release(key: K): void {
     const id = this.byKey.get(key);
     if (id === undefined) return;
     this.byKey.delete(key);
@@ -84,14 +85,14 @@ export class IdAllocator {
     return this.byKey.size;
   }
 
-  entries(): IterableIterator<[string, number]> {
+  entries(): IterableIterator<[K, number]> {
     return this.byKey.entries();
   }
 }
 
 /** Backend ids: any non-zero u32 (slot values; 0 reads as "missing" in the programs). */
-export function backendIdAllocator(): IdAllocator {
-  return new IdAllocator(1, 0xffff_ffff);
+export function backendIdAllocator(): IdAllocator<BackendKey> {
+  return new IdAllocator<BackendKey>(1, 0xffff_ffff);
 }
 
 /** Reverse-NAT indexes: a u16 shared by both families, 0 reserved. */

@@ -20,6 +20,7 @@
 import {
   type BackendKey,
   backendKeyOf,
+  compareBackendKeys,
   type DesiredBackend,
   type DesiredFrontend,
   type DesiredService,
@@ -161,7 +162,7 @@ function backendKeys(
     if (!have || (b.state === 'terminating' && have.state !== 'terminating')) backends.set(key, b);
     keys[i] = key;
   }
-  return keys.sort(compareKeys);
+  return keys.sort(compareBackendKeys);
 }
 
 export function desiredService(

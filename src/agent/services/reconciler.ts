@@ -597,10 +597,13 @@ class SyncRun {
         for (let i = 0; i < list.length; i++) {
           const bk = list[i]!;
           const id = backendIds.allocate(bk);
-          if (id === undefined) {
-            throw new WeftError('WEFT_ERR_IDS_EXHAUSTED', `no free backend id for ${bk}`);
-          }
           const want = d.backends.get(bk) as DesiredBackend;
+          if (id === undefined) {
+            throw new WeftError(
+              'WEFT_ERR_IDS_EXHAUSTED',
+              `no free backend id for ${want.address}:${want.port}/${want.protocol}`,
+            );
+          }
           if (!backendIs(this.r.mirrorBackend(id), id, want)) backendWrites.push(lbBackendOf(id, want));
           ids[i] = id;
         }

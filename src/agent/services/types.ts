@@ -93,11 +93,36 @@ export interface DesiredBackend {
   local: boolean;
 }
 
-/** "address|port|protocol": what a backend id stands for. */
-export type BackendKey = string;
+/**
+ * What a backend id stands for: address, port and protocol. An IPv4 backend's is one number
+ * (address · 2^18 + port · 4 + protocol, below 2^50), which a Map hashes without building and
+ * hashing a string; an IPv6 backend's is "address|port|protocol".
+ */
+export type BackendKey = number | string;
+
+const protocolIndex: Record<LbProtocol, number> = { TCP: 0, UDP: 1, SCTP: 2 };
 
 export function backendKeyOf(b: { address: string; port: number; protocol: LbProtocol }): BackendKey {
-  return `${b.address}|${b.port}|${b.protocol}`;
+  const a = b.address;
+  if (a.includes(':')) return `${a}|${b.port}|${b.protocol}`;
+  let v = 0;
+  let octet = 0;
+  for (let i = 0; i < a.length; i++) {
+    const c = a.charCodeAt(i);
+    if (c === 46) {
+      v = v * 256 + octet;
+      octet = 0;
+    } else octet = octet * 10 + (c - 48);
+  }
+  v = v * 256 + octet;
+  return v * 262_144 + b.port * 4 + protocolIndex[b.protocol];
+}
+
+/** Sort order of backend keys: IPv4 by address, port, protocol; IPv6 as text; IPv4 first. */
+export function compareBackendKeys(a: BackendKey, b: BackendKey): number {
+  if (typeof a === 'number') return typeof b === 'number' ? a - b : -1;
+  if (typeof b === 'number') return 1;
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** One frontend of a Service, with its backends by key (ids come later). */
