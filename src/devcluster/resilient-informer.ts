@@ -1,8 +1,17 @@
 import {
+  AppsV1Api,
+  CoreV1Api,
+  DiscoveryV1Api,
   type KubeConfig,
   type KubernetesListObject,
   type KubernetesObject,
   ListWatch,
+  type V1Deployment,
+  type V1EndpointSlice,
+  type V1Node,
+  type V1Pod,
+  type V1ReplicaSet,
+  type V1Service,
   Watch,
 } from '@kubernetes/client-node';
 import type { Logger } from '../shared/log.js';
@@ -94,3 +103,61 @@ function errorText(err: unknown): string {
   if (typeof err === 'object' && err !== null) return JSON.stringify(err).slice(0, 300);
   return String(err);
 }
+
+/**
+ * The cluster-wide informers the devcluster's controllers and scheduler watch, one per
+ * resource: the path and the list call written once.
+ */
+export const clusterInformers = {
+  pods(kc: KubeConfig, log: Logger, fieldSelector?: string): ResilientInformer<V1Pod> {
+    const core = kc.makeApiClient(CoreV1Api);
+    return resilientInformer<V1Pod>({
+      kc,
+      path: '/api/v1/pods',
+      list: (s) => core.listPodForAllNamespaces(s),
+      ...(fieldSelector !== undefined ? { fieldSelector } : {}),
+      log,
+    });
+  },
+  nodes(kc: KubeConfig, log: Logger): ResilientInformer<V1Node> {
+    const core = kc.makeApiClient(CoreV1Api);
+    return resilientInformer<V1Node>({ kc, path: '/api/v1/nodes', list: () => core.listNode(), log });
+  },
+  services(kc: KubeConfig, log: Logger): ResilientInformer<V1Service> {
+    const core = kc.makeApiClient(CoreV1Api);
+    return resilientInformer<V1Service>({
+      kc,
+      path: '/api/v1/services',
+      list: () => core.listServiceForAllNamespaces(),
+      log,
+    });
+  },
+  endpointSlices(kc: KubeConfig, log: Logger, labelSelector: string): ResilientInformer<V1EndpointSlice> {
+    const discovery = kc.makeApiClient(DiscoveryV1Api);
+    return resilientInformer<V1EndpointSlice>({
+      kc,
+      path: '/apis/discovery.k8s.io/v1/endpointslices',
+      list: (s) => discovery.listEndpointSliceForAllNamespaces({ labelSelector: s.labelSelector }),
+      labelSelector,
+      log,
+    });
+  },
+  replicaSets(kc: KubeConfig, log: Logger): ResilientInformer<V1ReplicaSet> {
+    const apps = kc.makeApiClient(AppsV1Api);
+    return resilientInformer<V1ReplicaSet>({
+      kc,
+      path: '/apis/apps/v1/replicasets',
+      list: () => apps.listReplicaSetForAllNamespaces(),
+      log,
+    });
+  },
+  deployments(kc: KubeConfig, log: Logger): ResilientInformer<V1Deployment> {
+    const apps = kc.makeApiClient(AppsV1Api);
+    return resilientInformer<V1Deployment>({
+      kc,
+      path: '/apis/apps/v1/deployments',
+      list: () => apps.listDeploymentForAllNamespaces(),
+      log,
+    });
+  },
+};

@@ -10,7 +10,7 @@ import type { Logger } from '../shared/log.js';
 import { httpStatus } from './kubelet/pod-worker.js';
 import { k8sTime } from './kubelet/pod-status.js';
 import { chooseNode } from './node-selection.js';
-import { type ResilientInformer, resilientInformer } from './resilient-informer.js';
+import { clusterInformers, type ResilientInformer } from './resilient-informer.js';
 
 /**
  * The cluster's one scheduler: binds pods that have no nodeName (and ask for the default
@@ -37,18 +37,8 @@ export class Scheduler {
   ) {}
 
   async start(): Promise<void> {
-    this.pods = resilientInformer<V1Pod>({
-      kc: this.kc,
-      path: '/api/v1/pods',
-      list: () => this.core.listPodForAllNamespaces(),
-      log: this.log,
-    });
-    this.nodes = resilientInformer<V1Node>({
-      kc: this.kc,
-      path: '/api/v1/nodes',
-      list: () => this.core.listNode(),
-      log: this.log,
-    });
+    this.pods = clusterInformers.pods(this.kc, this.log);
+    this.nodes = clusterInformers.nodes(this.kc, this.log);
     const consider = (pod: V1Pod) => {
       const key = podKey(pod);
       if (pod.spec?.nodeName) {

@@ -22,7 +22,7 @@ export class DeferredSync extends Error {
 export function runController(opts: {
   name: string;
   log: Logger;
-  informers: ResilientInformer<KubernetesObject>[];
+  informers: ReadonlyArray<Pick<ResilientInformer<KubernetesObject>, 'start' | 'stop'>>;
   queue: WorkQueue;
   sync: (key: string) => Promise<void>;
   /** Queues every key once the informers have listed. */

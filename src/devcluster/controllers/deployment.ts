@@ -9,7 +9,7 @@ import {
   type V1ReplicaSet,
 } from '@kubernetes/client-node';
 import { type Logger, subsysLogger } from '../../shared/log.js';
-import { resilientInformer } from '../resilient-informer.js';
+import { clusterInformers } from '../resilient-informer.js';
 import {
   type RunningController,
   DeferredSync,
@@ -52,18 +52,8 @@ export function startDeploymentController(
   const apps = kc.makeApiClient(AppsV1Api);
   const queue = newQueue(options.retryBackoff);
 
-  const deployments = resilientInformer<V1Deployment>({
-    kc,
-    path: '/apis/apps/v1/deployments',
-    list: () => apps.listDeploymentForAllNamespaces(),
-    log,
-  });
-  const replicaSets = resilientInformer<V1ReplicaSet>({
-    kc,
-    path: '/apis/apps/v1/replicasets',
-    list: () => apps.listReplicaSetForAllNamespaces(),
-    log,
-  });
+  const deployments = clusterInformers.deployments(kc, log);
+  const replicaSets = clusterInformers.replicaSets(kc, log);
 
   const onDeployment = (d: V1Deployment) => queue.add(keyOf(d));
   deployments.on('add', onDeployment);
@@ -155,7 +145,7 @@ export function startDeploymentController(
   return runController({
     name: 'Deployment controller',
     log,
-    informers: [deployments, replicaSets] as unknown as Parameters<typeof runController>[0]['informers'],
+    informers: [deployments, replicaSets],
     queue,
     sync,
     enqueueAll: () => {

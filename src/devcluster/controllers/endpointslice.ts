@@ -1,5 +1,4 @@
 import {
-  CoreV1Api,
   DiscoveryV1Api,
   type KubeConfig,
   type V1EndpointSlice,
@@ -8,7 +7,7 @@ import {
   type V1Service,
 } from '@kubernetes/client-node';
 import { type Logger, subsysLogger } from '../../shared/log.js';
-import { resilientInformer } from '../resilient-informer.js';
+import { clusterInformers } from '../resilient-informer.js';
 import {
   ENDPOINTSLICE_CONTROLLER_NAME,
   type EndpointSlice,
@@ -68,33 +67,16 @@ export function startEndpointSliceController(
   options: EndpointSliceControllerOptions = {},
 ): EndpointSliceController {
   const log = options.logger ?? subsysLogger('endpointslice-controller');
-  const core = kc.makeApiClient(CoreV1Api);
   const discovery = kc.makeApiClient(DiscoveryV1Api);
   const queue = new WorkQueue(options.retryBackoff ?? { initialMs: 100, maxMs: 30_000 });
   const expectations = new SliceExpectations(options.expectationTimeoutMs ?? 30_000);
 
   // Informers that restart their list/watch after errors; a restart resumes from the last
   // resourceVersion or relists, and reports what changed meanwhile as events.
-  const services = resilientInformer<V1Service>({
-    kc,
-    path: '/api/v1/services',
-    list: () => core.listServiceForAllNamespaces(),
-    log,
-  });
-  const pods = resilientInformer<V1Pod>({
-    kc,
-    path: '/api/v1/pods',
-    list: () => core.listPodForAllNamespaces(),
-    log,
-  });
-  const nodes = resilientInformer<V1Node>({ kc, path: '/api/v1/nodes', list: () => core.listNode(), log });
-  const slices = resilientInformer<V1EndpointSlice>({
-    kc,
-    path: '/apis/discovery.k8s.io/v1/endpointslices',
-    list: ({ labelSelector }) => discovery.listEndpointSliceForAllNamespaces({ labelSelector }),
-    labelSelector: SLICE_SELECTOR,
-    log,
-  });
+  const services = clusterInformers.services(kc, log);
+  const pods = clusterInformers.pods(kc, log);
+  const nodes = clusterInformers.nodes(kc, log);
+  const slices = clusterInformers.endpointSlices(kc, log, SLICE_SELECTOR);
 
   const enqueueAll = () => {
     for (const service of services.list()) queue.add(keyOf(service));

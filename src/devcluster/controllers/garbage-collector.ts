@@ -6,7 +6,7 @@ import {
   type V1OwnerReference,
 } from '@kubernetes/client-node';
 import { type Logger, subsysLogger } from '../../shared/log.js';
-import { type ResilientInformer, resilientInformer } from '../resilient-informer.js';
+import { clusterInformers, type ResilientInformer } from '../resilient-informer.js';
 import {
   describeError,
   newQueue,
@@ -42,24 +42,9 @@ export function startGarbageCollector(
   const apps = kc.makeApiClient(AppsV1Api);
   const queue = newQueue(options.retryBackoff);
 
-  const deployments = resilientInformer<KubernetesObject>({
-    kc,
-    path: '/apis/apps/v1/deployments',
-    list: () => apps.listDeploymentForAllNamespaces(),
-    log,
-  });
-  const replicaSets = resilientInformer<KubernetesObject>({
-    kc,
-    path: '/apis/apps/v1/replicasets',
-    list: () => apps.listReplicaSetForAllNamespaces(),
-    log,
-  });
-  const pods = resilientInformer<KubernetesObject>({
-    kc,
-    path: '/api/v1/pods',
-    list: () => core.listPodForAllNamespaces(),
-    log,
-  });
+  const deployments: ResilientInformer<KubernetesObject> = clusterInformers.deployments(kc, log);
+  const replicaSets: ResilientInformer<KubernetesObject> = clusterInformers.replicaSets(kc, log);
+  const pods: ResilientInformer<KubernetesObject> = clusterInformers.pods(kc, log);
 
   /** The owner kinds collected here, with the cache and live read of each. */
   const owners: Record<

@@ -9,7 +9,7 @@ import {
   type V1ReplicaSet,
 } from '@kubernetes/client-node';
 import { type Logger, subsysLogger } from '../../shared/log.js';
-import { resilientInformer } from '../resilient-informer.js';
+import { clusterInformers } from '../resilient-informer.js';
 import {
   type RunningController,
   DeferredSync,
@@ -61,18 +61,8 @@ export function startReplicaSetController(
   const expectations = new WriteExpectations(options.expectationTimeoutMs ?? 30_000);
   const burst = options.burst ?? 500;
 
-  const replicaSets = resilientInformer<V1ReplicaSet>({
-    kc,
-    path: '/apis/apps/v1/replicasets',
-    list: () => apps.listReplicaSetForAllNamespaces(),
-    log,
-  });
-  const pods = resilientInformer<V1Pod>({
-    kc,
-    path: '/api/v1/pods',
-    list: () => core.listPodForAllNamespaces(),
-    log,
-  });
+  const replicaSets = clusterInformers.replicaSets(kc, log);
+  const pods = clusterInformers.pods(kc, log);
 
   const onReplicaSet = (rs: V1ReplicaSet) => queue.add(keyOf(rs));
   replicaSets.on('add', onReplicaSet);
@@ -200,7 +190,7 @@ export function startReplicaSetController(
   return runController({
     name: 'ReplicaSet controller',
     log,
-    informers: [replicaSets, pods] as unknown as Parameters<typeof runController>[0]['informers'],
+    informers: [replicaSets, pods],
     queue,
     sync,
     enqueueAll: () => {

@@ -16,7 +16,7 @@ import type { ClusterRecord, NodeRecord, PodSandboxRecord } from '../cluster-rec
 import { readPodRecords, removePodRecord } from '../cluster-record.js';
 import { destroySandbox } from '../pod-sandbox.js';
 import { PodIPAllocator } from '../pod-ipam.js';
-import { type ResilientInformer, resilientInformer } from '../resilient-informer.js';
+import { clusterInformers, type ResilientInformer } from '../resilient-informer.js';
 import type { NodeProber } from './network-prober.js';
 import { type HostFacts, nodeObject, nodeStatus } from './node-object.js';
 import { k8sTime } from './pod-status.js';
@@ -86,14 +86,8 @@ export class Kubelet {
     await this.renewLease();
     this.heartbeat = setInterval(() => void this.renewLease(), LEASE_RENEW_MS);
     this.statusReport = setInterval(() => void this.postStatus(), STATUS_REPORT_MS);
-    const { core, node } = this.opts;
-    this.informer = resilientInformer<V1Pod>({
-      kc: this.opts.kc,
-      path: '/api/v1/pods',
-      fieldSelector: `spec.nodeName=${node.name}`,
-      list: ({ fieldSelector }) => core.listPodForAllNamespaces({ fieldSelector }),
-      log: this.log,
-    });
+    const { node } = this.opts;
+    this.informer = clusterInformers.pods(this.opts.kc, this.log, `spec.nodeName=${node.name}`);
     this.informer.on('add', (pod) => this.podChanged(pod));
     this.informer.on('update', (pod) => this.podChanged(pod));
     this.informer.on('delete', (pod) => this.podDeleted(pod));
