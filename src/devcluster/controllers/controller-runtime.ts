@@ -16,7 +16,7 @@ export interface RunningController {
 }
 
 export class DeferredSync extends Error {
-  override readonly name = 'DeferredSync';
+  override readonly name: string = 'DeferredSync';
 }
 
 export function runController(opts: {

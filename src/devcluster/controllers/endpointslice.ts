@@ -21,9 +21,10 @@ import {
   serviceSelectsPods,
 } from './endpointslice-plan.js';
 import {
-  describeError,
+  DeferredSync,
   isNamespaceTerminating,
   keyOf,
+  runController,
   splitKey,
   statusCodeOf,
 } from './controller-runtime.js';
@@ -225,64 +226,28 @@ export function startEndpointSliceController(
   }
 
   // --- workers ------------------------------------------------------------------------------------
-  let stopping = false;
-  const workerCount = Math.max(1, options.workers ?? 4);
-  const workers: Promise<void>[] = [];
-  const work = async () => {
-    for (;;) {
-      const key = await queue.get();
-      if (key === undefined) return;
-      try {
-        await syncService(key);
-        queue.forget(key);
-      } catch (err) {
-        if (stopping) return;
-        const retryInMs = queue.addRateLimited(key);
-        const expected =
-          err instanceof StaleCacheError || err instanceof PodsPendingError || statusCodeOf(err) === 409;
-        const fields = { service: key, retryInMs, attempt: queue.failureCount(key), err: describeError(err) };
-        if (expected) log.debug(fields, 'EndpointSlice sync deferred');
-        else log.warn(fields, 'EndpointSlice sync failed; will retry');
-      } finally {
-        queue.done(key);
-      }
-    }
-  };
-
-  const informers = [services, pods, nodes, slices];
-  const synced = Promise.all(informers.map((informer) => informer.start())).then(() => {
-    if (stopping) return;
-    enqueueAll();
-    for (let i = 0; i < workerCount; i++) workers.push(work());
-    log.info({ services: services.list().length, workers: workerCount }, 'EndpointSlice controller synced');
+  return runController({
+    name: 'EndpointSlice controller',
+    log,
+    informers: [services, pods, nodes, slices],
+    queue,
+    sync: syncService,
+    enqueueAll,
+    workers: options.workers ?? 4,
   });
-
-  return {
-    synced,
-    async stop() {
-      stopping = true;
-      queue.shutDown();
-      await Promise.all(informers.map((informer) => informer.stop()));
-      // A hung API call must not hang shutdown.
-      await Promise.race([
-        Promise.all(workers),
-        new Promise((resolve) => setTimeout(resolve, 10_000).unref()),
-      ]);
-    },
-  };
 }
 
 /** A write of ours the informer cache has not shown yet: acting now could duplicate slices. */
-class StaleCacheError extends Error {
-  override readonly name = 'StaleCacheError';
+class StaleCacheError extends DeferredSync {
+  override readonly name: string = 'StaleCacheError';
   constructor(key: string, slices: string[]) {
     super(`EndpointSlice cache for ${key} is behind our writes to ${slices.join(', ')}`);
   }
 }
 
 /** Pods that may become endpoints later (their Node is not known yet). */
-class PodsPendingError extends Error {
-  override readonly name = 'PodsPendingError';
+class PodsPendingError extends DeferredSync {
+  override readonly name: string = 'PodsPendingError';
   constructor(key: string, reasons: string[]) {
     super(`Service ${key}: pods waiting: ${reasons.join('; ')}`);
   }
