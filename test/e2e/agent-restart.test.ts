@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { CoreV1Api, V1Pod, V1Service } from '@kubernetes/client-node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { BpfLbResponse, StatusResponse } from '../../src/agent/api/types.js';
 import {
   type NodeRecord,
@@ -19,15 +19,14 @@ import {
 } from '../../src/devcluster/process-record.js';
 import {
   coreApi,
-  downCluster,
-  failureTracker,
   kubectl,
-  leftovers,
-  recordedProcesses,
   uniqueClusterName,
   waitFor,
   weft,
   weftOk,
+  AGNHOST,
+  removeClusterAfterAll,
+  podExec,
 } from './devcluster-harness.js';
 
 /**
@@ -40,7 +39,6 @@ import {
  */
 
 const cluster = uniqueClusterName('restart');
-const AGNHOST = 'registry.k8s.io/e2e-test-images/agnhost:2.53';
 const RATE = 250; // connections opened per second; the goal is ≥ 200/s achieved
 const work = `/tmp/weft-${cluster}`;
 let core: CoreV1Api;
@@ -133,13 +131,7 @@ function startLoad(name: string, target: { host: string; port: number }) {
     progressFile,
     stopFile,
   };
-  const run = weft([
-    'devcluster',
-    'exec',
-    '--name',
-    cluster,
-    'default/client',
-    '--',
+  const run = podExec(cluster, 'default/client', [
     process.execPath,
     '-e',
     LOAD_GENERATOR,
@@ -387,15 +379,9 @@ beforeAll(async () => {
   }
 });
 
-const failures = failureTracker();
-afterEach((ctx) => failures.note(ctx));
-
-afterAll(async () => {
-  const procs = recordedProcesses(cluster);
-  const down = await downCluster(cluster, { keepLogs: failures.failed });
-  rmSync(work, { recursive: true, force: true });
-  expect(down.code, down.stderr).toBe(0);
-  expect(await leftovers(cluster, procs, nodeCIDR)).toEqual([]);
+removeClusterAfterAll(cluster, {
+  nodeCIDR: () => nodeCIDR,
+  cleanup: () => rmSync(work, { recursive: true, force: true }),
 });
 
 describe('agent restart', () => {
@@ -517,13 +503,7 @@ describe('agent restart', () => {
     await waitFor('the control plane’s agent to agree', async () =>
       JSON.stringify(frontends(await lbList(cp))) === JSON.stringify(f) ? true : undefined,
     );
-    const curl = await weft([
-      'devcluster',
-      'exec',
-      '--name',
-      cluster,
-      'default/client',
-      '--',
+    const curl = await podExec(cluster, 'default/client', [
       'curl',
       '-sS',
       '--max-time',

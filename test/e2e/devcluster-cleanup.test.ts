@@ -15,6 +15,7 @@ import {
   waitFor,
   weft,
   weftOk,
+  AGNHOST,
 } from './devcluster-harness.js';
 
 /**
@@ -46,7 +47,7 @@ const agnhostPod = (name: string, node: string): V1Pod => ({
     containers: [
       {
         name: 'c',
-        image: 'registry.k8s.io/e2e-test-images/agnhost:2.53',
+        image: AGNHOST,
         args: ['netexec', '--http-port=8080'],
         readinessProbe: { tcpSocket: { port: 8080 as never }, periodSeconds: 1 },
       },

@@ -6,19 +6,17 @@ import {
   type V1Pod,
   type V1ReplicaSet,
 } from '@kubernetes/client-node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   coreApi,
-  downCluster,
-  failureTracker,
   kubeconfigPath,
   kubectl,
-  leftovers,
-  recordedProcesses,
   uniqueClusterName,
   waitFor,
-  weft,
   weftOk,
+  AGNHOST,
+  removeClusterAfterAll,
+  podExec,
 } from './devcluster-harness.js';
 
 /**
@@ -30,7 +28,6 @@ import {
  */
 
 const cluster = uniqueClusterName('deploy');
-const AGNHOST = 'registry.k8s.io/e2e-test-images/agnhost:2.53';
 let core: CoreV1Api;
 let apps: AppsV1Api;
 let discovery: DiscoveryV1Api;
@@ -94,13 +91,7 @@ async function webReplicaSets(): Promise<V1ReplicaSet[]> {
 }
 
 async function curlService(): Promise<string> {
-  const r = await weft([
-    'devcluster',
-    'exec',
-    '--name',
-    cluster,
-    'default/client',
-    '--',
+  const r = await podExec(cluster, 'default/client', [
     'curl',
     '-sS',
     '--max-time',
@@ -161,15 +152,7 @@ beforeAll(async () => {
   );
 });
 
-const failures = failureTracker();
-afterEach((ctx) => failures.note(ctx));
-
-afterAll(async () => {
-  const procs = recordedProcesses(cluster);
-  const down = await downCluster(cluster, { keepLogs: failures.failed });
-  expect(down.code, down.stderr).toBe(0);
-  expect(await leftovers(cluster, procs, nodeCIDR)).toEqual([]);
-});
+removeClusterAfterAll(cluster, { nodeCIDR: () => nodeCIDR });
 
 describe('Deployments on a devcluster', () => {
   it('rolls out three Ready pods of one ReplicaSet, spread over both nodes', async () => {

@@ -13,6 +13,7 @@ import {
 } from '../../src/devcluster/naming.js';
 import { isRunning, type ProcessRecord, processStartTime } from '../../src/devcluster/process-record.js';
 import { weftCommand } from '../../src/shared/self.js';
+import { afterAll, afterEach, expect } from 'vitest';
 
 /**
  * What the devcluster e2e tests share: running the built CLI, waiting for a condition, and
@@ -166,6 +167,43 @@ export async function downCluster(cluster: string, opts: { keepLogs?: boolean } 
     }
   }
   return weft(['devcluster', 'down', '--name', cluster]);
+}
+
+/** The agnhost image the e2e pods run (weft's kubelet runs agnhost itself). */
+export const AGNHOST = 'registry.k8s.io/e2e-test-images/agnhost:2.53';
+
+/** `weft devcluster exec --name <cluster> <pod> -- <argv>`. */
+export function podExec(cluster: string, pod: string, argv: string[]): Promise<RunResult> {
+  return weft(['devcluster', 'exec', '--name', cluster, pod, '--', ...argv]);
+}
+
+/**
+ * The end of a devcluster test file: notes whether any test failed (the cluster's logs are then
+ * kept), and after all tests runs `before`, brings the cluster down, runs `cleanup` (the file's
+ * own scratch), checks that `down` succeeded and left nothing behind (with routes into
+ * `nodeCIDR()`, when given), then runs `after` (the file's own checks).
+ */
+export function removeClusterAfterAll(
+  cluster: string,
+  opts: {
+    nodeCIDR?: () => string | undefined;
+    before?: () => unknown;
+    cleanup?: () => void;
+    after?: () => unknown;
+    timeoutMs?: number;
+  } = {},
+): void {
+  const failures = failureTracker();
+  afterEach((ctx) => failures.note(ctx));
+  afterAll(async () => {
+    const procs = recordedProcesses(cluster);
+    await opts.before?.();
+    const down = await downCluster(cluster, { keepLogs: failures.failed });
+    opts.cleanup?.();
+    expect(down.code, down.stderr).toBe(0);
+    expect(await leftovers(cluster, procs, opts.nodeCIDR?.())).toEqual([]);
+    await opts.after?.();
+  }, opts.timeoutMs);
 }
 
 /** Tracks whether any test of the file failed (for keeping logs): call from afterEach. */

@@ -1,17 +1,15 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { readPodRecords } from '../../src/devcluster/cluster-record.js';
 import { isRunning, type ProcessRecord } from '../../src/devcluster/process-record.js';
 import {
   coreApi,
-  downCluster,
-  failureTracker,
-  leftovers,
   recordedProcesses,
   uniqueClusterName,
   waitFor,
   weftOk,
+  removeClusterAfterAll,
 } from './devcluster-harness.js';
 
 /**
@@ -44,16 +42,7 @@ beforeAll(async () => {
   core = coreApi(cluster);
 });
 
-const failures = failureTracker();
-afterEach((ctx) => failures.note(ctx));
-
-afterAll(async () => {
-  const procs = recordedProcesses(cluster);
-  const down = await downCluster(cluster, { keepLogs: failures.failed });
-  rmSync(markerDir, { recursive: true, force: true });
-  expect(down.code, down.stderr).toBe(0);
-  expect(await leftovers(cluster, procs)).toEqual([]);
-});
+removeClusterAfterAll(cluster, { cleanup: () => rmSync(markerDir, { recursive: true, force: true }) });
 
 describe('pod lifecycle on the devcluster kubelet', () => {
   it('spreads pods without a nodeName over the nodes through the scheduler', async () => {

@@ -3,19 +3,17 @@ import { readClusterRecord } from '../../src/devcluster/cluster-record.js';
 import { NodeDaemonSupervisor } from '../../src/devcluster/node-daemons.js';
 import { subsysLogger } from '../../src/shared/log.js';
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { weftCommand } from '../../src/shared/self.js';
 import {
   coreApi,
-  downCluster,
-  failureTracker,
   kubectl,
-  leftovers,
-  recordedProcesses,
   uniqueClusterName,
   waitFor,
   weft,
   weftOk,
+  AGNHOST,
+  removeClusterAfterAll,
 } from './devcluster-harness.js';
 
 /**
@@ -24,7 +22,6 @@ import {
  */
 
 const cluster = uniqueClusterName('net');
-const AGNHOST = 'registry.k8s.io/e2e-test-images/agnhost:2.53';
 let core: CoreV1Api;
 let nodeCIDR: string;
 const pods: Record<string, V1Pod> = {};
@@ -87,15 +84,7 @@ beforeAll(async () => {
   pods.b = await readyPod('net-b');
 });
 
-const failures = failureTracker();
-afterEach((ctx) => failures.note(ctx));
-
-afterAll(async () => {
-  const procs = recordedProcesses(cluster);
-  const down = await downCluster(cluster, { keepLogs: failures.failed });
-  expect(down.code, down.stderr).toBe(0);
-  expect(await leftovers(cluster, procs, nodeCIDR)).toEqual([]);
-});
+removeClusterAfterAll(cluster, { nodeCIDR: () => nodeCIDR });
 
 describe('a 2-node devcluster', () => {
   it('has two Ready nodes, named and labelled like kind’s', async () => {

@@ -1,20 +1,18 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CoreV1Api, V1Container, V1Pod } from '@kubernetes/client-node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { readDaemonRecord, readPodRecords, recordPaths } from '../../src/devcluster/cluster-record.js';
 import { isRunning, type ProcessRecord, signalRecorded } from '../../src/devcluster/process-record.js';
 import { listNetns } from '../../src/devcluster/topology.js';
 import {
   coreApi,
-  downCluster,
-  failureTracker,
-  leftovers,
-  recordedProcesses,
   uniqueClusterName,
   waitFor,
   weft,
   weftOk,
+  AGNHOST,
+  removeClusterAfterAll,
 } from './devcluster-harness.js';
 
 /**
@@ -81,16 +79,7 @@ beforeAll(async () => {
   core = coreApi(cluster);
 });
 
-const failures = failureTracker();
-afterEach((ctx) => failures.note(ctx));
-
-afterAll(async () => {
-  const procs = recordedProcesses(cluster);
-  const down = await downCluster(cluster, { keepLogs: failures.failed });
-  rmSync(work, { recursive: true, force: true });
-  expect(down.code, down.stderr).toBe(0);
-  expect(await leftovers(cluster, procs)).toEqual([]);
-});
+removeClusterAfterAll(cluster, { cleanup: () => rmSync(work, { recursive: true, force: true }) });
 
 describe('devcluster daemon restart: the kubelets take over running pods', () => {
   it('keeps processes, IPs and Ready status, restarts what died meanwhile, and supervises on', async () => {
@@ -104,7 +93,7 @@ describe('devcluster daemon restart: the kubelets take over running pods', () =>
         containers: [
           {
             name: 'c',
-            image: 'registry.k8s.io/e2e-test-images/agnhost:2.53',
+            image: AGNHOST,
             args: ['netexec', '--http-port=8080'],
             readinessProbe: { httpGet: { path: '/hostname', port: 8080 }, periodSeconds: 1 },
           },

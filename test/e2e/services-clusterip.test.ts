@@ -24,6 +24,8 @@ import {
   waitFor,
   weft,
   weftOk,
+  AGNHOST,
+  podExec,
 } from './devcluster-harness.js';
 
 /**
@@ -35,7 +37,6 @@ import {
  * `weft bpf lb list` on both nodes.
  */
 
-const AGNHOST = 'registry.k8s.io/e2e-test-images/agnhost:2.53';
 const NS = 'default';
 
 // ---- client programs, run with `node -e` inside a client pod --------------------------------
@@ -311,18 +312,7 @@ async function createService(svc: V1Service): Promise<string> {
 
 /** Runs a client program inside a pod and parses what it printed. */
 async function inPod<T>(pod: string, script: string, arg: unknown): Promise<T> {
-  const r = await weft([
-    'devcluster',
-    'exec',
-    '--name',
-    cluster,
-    pod,
-    '--',
-    process.execPath,
-    '-e',
-    script,
-    JSON.stringify(arg),
-  ]);
+  const r = await podExec(cluster, pod, [process.execPath, '-e', script, JSON.stringify(arg)]);
   if (r.code !== 0) throw new Error(`client in ${pod} exited ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout) as T;
 }
@@ -690,13 +680,7 @@ describe('ClusterIP Services through weft (2 nodes)', () => {
         expect(t.error, JSON.stringify(t)).toBe('ECONNREFUSED');
         expect(t.ms).toBeLessThan(1000);
       }
-      const curl = await weft([
-        'devcluster',
-        'exec',
-        '--name',
-        cluster,
-        clients[node] ?? '',
-        '--',
+      const curl = await podExec(cluster, clients[node] ?? '', [
         'curl',
         '-sS',
         '-o',
@@ -962,13 +946,7 @@ describe('a devcluster without weft', () => {
       return out.stdout.includes(pod.status?.podIP ?? 'none');
     });
     const run = (host: string, port: number) =>
-      weft([
-        'devcluster',
-        'exec',
-        '--name',
-        bare,
-        `${NS}/web`,
-        '--',
+      podExec(bare, `${NS}/web`, [
         process.execPath,
         '-e',
         HTTP_TRIES,

@@ -1,20 +1,18 @@
 import type { CoreV1Api, V1Pod, V1Service } from '@kubernetes/client-node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { LbServiceFlag } from '../../src/datapath/lbmap.js';
 import { addressAt, cidrContains, cidrSize, formatIPv4, parseCidr } from '../../src/devcluster/ipv4.js';
 import { bridgeName, isHostLinkOf } from '../../src/devcluster/naming.js';
 import {
   coreApi,
-  downCluster,
-  failureTracker,
-  leftovers,
   type RunResult,
-  recordedProcesses,
   run,
   uniqueClusterName,
   waitFor,
-  weft,
   weftOk,
+  AGNHOST,
+  removeClusterAfterAll,
+  podExec,
 } from './devcluster-harness.js';
 
 /**
@@ -32,7 +30,6 @@ import {
 const cluster = uniqueClusterName('svcext');
 const cp = `${cluster}-control-plane`;
 const worker = `${cluster}-worker`;
-const AGNHOST = 'registry.k8s.io/e2e-test-images/agnhost:2.53';
 /** The external client's namespace and the host side of its veth (`down` would remove it too). */
 const extNetns = `${cluster}-ext`;
 const extLink = `${bridgeName(cluster)}v200`;
@@ -175,19 +172,7 @@ async function probeOnce(
   const arg = JSON.stringify({ proto, host, port, n, timeoutMs: 4000 });
   let r: RunResult;
   if (where === 'host') r = await run(process.execPath, ['-e', PROBE, arg]);
-  else if ('pod' in where)
-    r = await weft([
-      'devcluster',
-      'exec',
-      '--name',
-      cluster,
-      where.pod,
-      '--',
-      process.execPath,
-      '-e',
-      PROBE,
-      arg,
-    ]);
+  else if ('pod' in where) r = await podExec(cluster, where.pod, [process.execPath, '-e', PROBE, arg]);
   else r = await run('ip', ['netns', 'exec', where.netns, process.execPath, '-e', PROBE, arg]);
   if (r.code !== 0) throw new Error(`probe from ${describeWhere(where)} exited ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout) as Exchange[];
@@ -417,19 +402,16 @@ beforeAll(async () => {
   await programmed('lb', (entries) => entries.filter((e) => e.type === 'LoadBalancer').length === 4);
 }, 240_000);
 
-const failures = failureTracker();
-afterEach((ctx) => failures.note(ctx));
-
-afterAll(async () => {
-  const procs = recordedProcesses(cluster);
+removeClusterAfterAll(cluster, {
+  nodeCIDR: () => nodeCIDR,
   // Ours, not the cluster's: the external namespace (its veth goes with it).
-  await run('ip', ['netns', 'del', extNetns]);
-  const down = await downCluster(cluster, { keepLogs: failures.failed });
-  expect(down.code, down.stderr).toBe(0);
-  expect(await leftovers(cluster, procs, nodeCIDR)).toEqual([]);
-  expect((await run('ip', ['netns', 'list'])).stdout).not.toContain(extNetns);
-  expect((await run('ip', ['link', 'show', extLink])).code).not.toBe(0);
-}, 120_000);
+  before: () => run('ip', ['netns', 'del', extNetns]),
+  after: async () => {
+    expect((await run('ip', ['netns', 'list'])).stdout).not.toContain(extNetns);
+    expect((await run('ip', ['link', 'show', extLink])).code).not.toBe(0);
+  },
+  timeoutMs: 120_000,
+});
 
 describe('NodePort (externalTrafficPolicy Cluster)', () => {
   it.each(['tcp', 'udp'] as const)(
