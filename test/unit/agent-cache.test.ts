@@ -55,6 +55,25 @@ describe('the Service cache', () => {
     expect(cache.slicesOf('default/b').map((s) => s.name)).toEqual(['s']);
   });
 
+  it("a Service's slices come in name order, whatever order they arrive, updated and removed in place", () => {
+    const { cache } = cacheWithEvents();
+    cache.upsert('EndpointSlice', slice('web-c', 'web', [{ ip: '10.244.1.3' }]), 'add');
+    cache.upsert('EndpointSlice', slice('web-a', 'web', [{ ip: '10.244.1.1' }]), 'add');
+    cache.upsert('EndpointSlice', slice('web-b', 'web', [{ ip: '10.244.1.2' }]), 'add');
+    const names = () => cache.slicesOf('default/web').map((s) => s.name);
+    expect(names()).toEqual(['web-a', 'web-b', 'web-c']);
+    cache.upsert('EndpointSlice', slice('web-b', 'web', [{ ip: '10.244.1.9' }]));
+    expect(names()).toEqual(['web-a', 'web-b', 'web-c']);
+    expect(cache.slicesOf('default/web')[1]!.endpoints.map((e) => e.address)).toEqual(['10.244.1.9']);
+    cache.remove('EndpointSlice', slice('web-a', 'web', []));
+    expect(names()).toEqual(['web-b', 'web-c']);
+    cache.remove('EndpointSlice', slice('web-missing', 'web', []));
+    expect(names()).toEqual(['web-b', 'web-c']);
+    cache.remove('EndpointSlice', slice('web-c', 'web', []));
+    cache.remove('EndpointSlice', slice('web-b', 'web', []));
+    expect(cache.slicesOf('default/web')).toEqual([]);
+  });
+
   it('a malformed update is reported and the last good version stays in use', () => {
     const { cache, events } = cacheWithEvents();
     cache.upsert('Service', service('a', { clusterIP: '10.96.0.5' }), 'add');

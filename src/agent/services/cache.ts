@@ -44,9 +44,24 @@ function same<T>(a: T | undefined, b: T): boolean {
   return a !== undefined && JSON.stringify(a) === JSON.stringify(b);
 }
 
+const noSlices: readonly EndpointSliceInfo[] = Object.freeze([]);
+
+function sliceIndex(list: readonly EndpointSliceInfo[], name: string): number {
+  for (let i = 0; i < list.length; i++) if (list[i]!.name === name) return i;
+  return -1;
+}
+
+function byName(a: { name: string }, b: { name: string }): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
 export class ServiceCache {
   private readonly services = new Map<ServiceKey, ServiceInfo>();
-  private readonly slicesByService = new Map<ServiceKey, Map<string, EndpointSliceInfo>>();
+  /**
+   * A Service's EndpointSlices, sorted by name: nearly always one or two, so an array (a Map per
+   * Service cost ≈180 bytes more each, and a copy per lookup).
+   */
+  private readonly slicesByService = new Map<ServiceKey, EndpointSliceInfo[]>();
   /** "namespace/slice" → the Service it was filed under. */
   private readonly sliceOwner = new Map<string, ServiceKey>();
   private readonly nodes = new Map<string, NodeInfo>();
@@ -143,9 +158,9 @@ export class ServiceCache {
     return this.services.get(key);
   }
 
-  slicesOf(key: ServiceKey): EndpointSliceInfo[] {
-    const m = this.slicesByService.get(key);
-    return m ? [...m.values()] : [];
+  /** The Service's EndpointSlices, sorted by name (the cache's own array: do not change it). */
+  slicesOf(key: ServiceKey): readonly EndpointSliceInfo[] {
+    return this.slicesByService.get(key) ?? noSlices;
   }
 
   node(name: string): NodeInfo | undefined {
@@ -197,14 +212,16 @@ export class ServiceCache {
     const owner = serviceKey(slice.namespace, slice.serviceName);
     const previousOwner = this.sliceOwner.get(ref);
     if (previousOwner !== undefined && previousOwner !== owner) this.dropSlice(ref);
-    let bySlice = this.slicesByService.get(owner);
-    const had = bySlice?.get(slice.name);
+    const list = this.slicesByService.get(owner);
+    const at = list ? sliceIndex(list, slice.name) : -1;
+    const had = at >= 0 ? list![at] : undefined;
     if (same(had, slice)) return { outcome: 'unchanged' };
-    if (!bySlice) {
-      bySlice = new Map();
-      this.slicesByService.set(owner, bySlice);
+    if (!list) this.slicesByService.set(owner, [slice]);
+    else if (had) list[at] = slice;
+    else {
+      list.push(slice);
+      list.sort(byName);
     }
-    bySlice.set(slice.name, slice);
     this.sliceOwner.set(ref, owner);
     this.markDirty(owner);
     return { outcome: had ? 'updated' : 'added' };
@@ -214,10 +231,12 @@ export class ServiceCache {
     const owner = this.sliceOwner.get(ref);
     if (owner === undefined) return false;
     this.sliceOwner.delete(ref);
-    const bySlice = this.slicesByService.get(owner);
-    const name = ref.slice(ref.indexOf('/') + 1);
-    bySlice?.delete(name);
-    if (bySlice && bySlice.size === 0) this.slicesByService.delete(owner);
+    const list = this.slicesByService.get(owner);
+    const at = list ? sliceIndex(list, ref.slice(ref.indexOf('/') + 1)) : -1;
+    if (at >= 0) {
+      if (list!.length === 1) this.slicesByService.delete(owner);
+      else list!.splice(at, 1);
+    }
     this.markDirty(owner);
     return true;
   }
