@@ -21,6 +21,7 @@ import { request as httpRequest } from 'node:http';
 import { join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { StatusResponse } from '../src/agent/api/types.js';
+import { AGENT_NODE_FLAGS } from '../src/agent/config.js';
 import { removeNodePins } from '../src/agent/datapath.js';
 import { LbMaps } from '../src/datapath/lbmap.js';
 import { kubeconfigYaml } from '../src/devcluster/apiserver/index.js';
@@ -289,6 +290,8 @@ function startAgent(
   teardown.check();
   const [cmd, argv] = inCgroup(args.agentCgroup, [
     process.execPath,
+    // The agent as deployed (deploy/Dockerfile's NODE_OPTIONS, the devcluster's command line).
+    ...AGENT_NODE_FLAGS,
     // For profiling the agent under this load, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
     ...(process.env.WEFT_BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean),
     weftMain,

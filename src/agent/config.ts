@@ -12,6 +12,15 @@ export const DEFAULT_BPF_ROOT = '/sys/fs/bpf';
 export const DEFAULT_RUN_DIR = '/var/run/weft';
 export const DEFAULT_METRICS_ADDR = ':9962';
 export const DEFAULT_LB_MAP_MAX = 65_536;
+/**
+ * The V8 flags the agent runs with: the image sets them in NODE_OPTIONS (deploy/Dockerfile),
+ * the devcluster and the lb benchmark on node's command line. Semi-spaces (V8's young
+ * generation) of 1 MiB: V8 grows them to 16 MiB each during the first list and full sync,
+ * where nearly everything allocated is kept, and an agent is never idle long enough for V8 to
+ * shrink them again, so they held 32 MiB of RSS for good. Capped, what survives is promoted at
+ * once, which it would be anyway; the sync is no slower (docs/agent.md, Memory).
+ */
+export const AGENT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
 /** 4 × this sizes the services map, which the kernel caps at 2^24 entries here. */
 const MAX_LB_MAP_MAX = 4_194_304;
 const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;

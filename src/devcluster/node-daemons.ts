@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { DEFAULT_RUN_DIR } from '../agent/config.js';
+import { AGENT_NODE_FLAGS, DEFAULT_RUN_DIR } from '../agent/config.js';
 import type { Logger } from '../shared/log.js';
 import type { NodeRecord } from './cluster-record.js';
 import {
@@ -51,7 +51,9 @@ export function weftAgentDaemon(weft: [string, string]): NodeDaemonSpec {
   return {
     name: 'agent',
     argv: (node, ctx) => [
-      ...weft,
+      weft[0],
+      ...AGENT_NODE_FLAGS,
+      weft[1],
       'agent',
       '--node-name',
       node.name,

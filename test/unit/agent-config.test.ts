@@ -1,6 +1,7 @@
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { parseServeAddress } from '../../src/agent/api/server.js';
-import { parseAgentArgs, pinRootOf } from '../../src/agent/config.js';
+import { AGENT_NODE_FLAGS, parseAgentArgs, pinRootOf } from '../../src/agent/config.js';
 import { lbSizesFor } from '../../src/agent/datapath.js';
 
 describe('weft agent flags', () => {
@@ -126,5 +127,25 @@ describe('weft agent flags', () => {
       sockRevnat: 65536,
       affinity: 65536,
     });
+  });
+});
+
+describe("the agent's V8 flags", () => {
+  // Keeps 150,000 objects (the young generation's survivors during a first sync) and reports
+  // how big V8 let its new space grow.
+  const probe = `
+    const keep = [];
+    for (let i = 0; i < 150000; i++) keep.push({ i, s: 'x' + i });
+    const v8 = require('node:v8');
+    const s = v8.getHeapSpaceStatistics().find((x) => x.space_name === 'new_space');
+    console.log(s.space_size / 2 ** 20, keep.length);`;
+  const newSpaceMiB = (argv: string[], env: NodeJS.ProcessEnv) =>
+    Number(execFileSync(process.execPath, [...argv, '-e', probe], { env, encoding: 'utf8' }).split(' ')[0]);
+
+  it('keep the new space at its smallest, on the command line and in NODE_OPTIONS', () => {
+    const { NODE_OPTIONS: _, ...env } = process.env;
+    expect(newSpaceMiB([], env)).toBeGreaterThanOrEqual(8);
+    expect(newSpaceMiB([...AGENT_NODE_FLAGS], env)).toBeLessThanOrEqual(2);
+    expect(newSpaceMiB([], { ...env, NODE_OPTIONS: AGENT_NODE_FLAGS.join(' ') })).toBeLessThanOrEqual(2);
   });
 });

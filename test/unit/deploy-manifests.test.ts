@@ -13,7 +13,7 @@ import {
 } from '@kubernetes/client-node';
 import yaml from 'js-yaml';
 import { describe, expect, it } from 'vitest';
-import { parseAgentArgs, pinRootOf } from '../../src/agent/config.js';
+import { AGENT_NODE_FLAGS, parseAgentArgs, pinRootOf } from '../../src/agent/config.js';
 
 /**
  * Static checks of deploy/: the Kind config, the agent manifests, the Dockerfile and its build
@@ -457,6 +457,11 @@ describe('deploy/Dockerfile', () => {
     expect(JSON.parse(last('CMD')!)).toEqual(['agent']);
     const user = last('USER');
     if (user !== undefined) expect(user).toMatch(/^(0|root)(:0|:root)?$/);
+  });
+
+  it("gives the agent its V8 flags through NODE_OPTIONS, as the devcluster's command line does", () => {
+    const env = runtime.steps.filter((s) => s.op === 'ENV').map((s) => s.args);
+    expect(env).toContain(`NODE_OPTIONS=${AGENT_NODE_FLAGS.join(' ')}`);
   });
 
   it('finds every file it copies from the context in the .dockerignore allow-list', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseAgentArgs } from '../../src/agent/config.js';
+import { AGENT_NODE_FLAGS, parseAgentArgs } from '../../src/agent/config.js';
 import type { NodeRecord } from '../../src/devcluster/cluster-record.js';
 import { agentStateDir, daemonCgroupDir, weftAgentDaemon } from '../../src/devcluster/node-daemons.js';
 
@@ -20,8 +20,14 @@ describe('the devcluster node agent', () => {
   const argv = spec.argv(node, { kubeconfig: '/var/lib/weft/devcluster/dev/kubeconfig-internal' });
 
   it('is `weft agent` for the node, and its flags parse as the agent parses them', () => {
-    expect(argv.slice(0, 3)).toEqual(['/usr/bin/node', '/opt/weft/dist/src/cli/weft.js', 'agent']);
-    const config = parseAgentArgs(argv.slice(3), {});
+    const flags = AGENT_NODE_FLAGS.length;
+    expect(argv.slice(0, 3 + flags)).toEqual([
+      '/usr/bin/node',
+      ...AGENT_NODE_FLAGS,
+      '/opt/weft/dist/src/cli/weft.js',
+      'agent',
+    ]);
+    const config = parseAgentArgs(argv.slice(3 + flags), {});
     if (config === 'help') throw new Error('help');
     expect(config.nodeName).toBe('dev-worker');
     expect(config.kubeconfig).toBe('/var/lib/weft/devcluster/dev/kubeconfig-internal');
@@ -32,7 +38,7 @@ describe('the devcluster node agent', () => {
 
   it("pins where `down` looks (the node's pin dir) and keeps its socket where the CLI looks", async () => {
     const { pinRootOf } = await import('../../src/agent/config.js');
-    const config = parseAgentArgs(argv.slice(3), {});
+    const config = parseAgentArgs(argv.slice(3 + AGENT_NODE_FLAGS.length), {});
     if (config === 'help') throw new Error('help');
     expect(pinRootOf(config)).toBe(node.pinDir);
     expect(agentStateDir('dev-worker')).toBe('/var/run/weft/dev-worker');
