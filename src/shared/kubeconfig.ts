@@ -17,22 +17,11 @@ import { WeftError } from './errors.js';
 
 export type KubeConfigSource = 'flag' | 'in-cluster' | 'KUBECONFIG' | 'home';
 
-/** What weft's HTTP code and client-node's Watch (dist/watch.js) need of a KubeConfig. */
+/** What weft's HTTP code (src/shared/kube.ts) needs of a KubeConfig. */
 export interface KubeClientConfig {
   getCurrentCluster(): { name: string; server: string; skipTLSVerify?: boolean } | null;
   /** Sets ca/cert/key/rejectUnauthorized, an https.Agent (opts.agent, keep-alive, reused between calls), and the Authorization header (Bearer token or Basic) on node https.RequestOptions. */
   applyToHTTPSOptions(opts: https.RequestOptions): Promise<void>;
-  /**
-   * As client-node's KubeConfig.applyToFetchOptions: returns { agent, headers, method, timeout }
-   * for node-fetch v2. Headers are whatever node-fetch takes: weft's own config gives a plain
-   * object of strings, client-node's a node-fetch Headers (iterable of [name, value]).
-   */
-  applyToFetchOptions(opts: https.RequestOptions): Promise<{
-    agent?: unknown;
-    headers?: Record<string, string | string[]> | string[][] | Iterable<[string, string]>;
-    method?: string;
-    timeout?: number;
-  }>;
 }
 
 const SERVICEACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -485,20 +474,6 @@ class DirectKubeClientConfig implements KubeClientConfig {
     const headers = headerRecord(opts.headers);
     for (const name of Object.keys(headers)) if (name.toLowerCase() === 'authorization') delete headers[name];
     opts.headers = { ...headers, Authorization: authorization };
-  }
-
-  async applyToFetchOptions(opts: https.RequestOptions): Promise<{
-    agent?: unknown;
-    headers: Record<string, string>;
-    method?: string;
-    timeout?: number;
-  }> {
-    await this.applyToHTTPSOptions(opts);
-    const headers: Record<string, string> = {};
-    for (const [name, value] of Object.entries(headerRecord(opts.headers))) {
-      if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : String(value);
-    }
-    return { agent: opts.agent, headers, method: opts.method, timeout: opts.timeout };
   }
 
   private tlsOptions(): https.AgentOptions {

@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
-import { Watch } from '@kubernetes/client-node/dist/watch.js';
 import yaml from 'js-yaml';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { WeftError } from '../../src/shared/errors.js';
+import { kubeWatch } from '../../src/shared/kube.js';
 import { type KubeClientConfig, loadKubeClientConfig } from '../../src/shared/kubeconfig.js';
 import { selfSignedCertificate } from './support/self-signed.js';
 
@@ -210,17 +210,6 @@ describe('credentials from a kubeconfig file', () => {
     const doc = JSON.stringify(oneContext({ server: 'https://api.example' }, { token: 'j' }), null, '\t');
     const { kc } = await loadDoc(doc);
     expect(await authorization(kc)).toBe('Bearer j');
-  });
-
-  it('gives fetch options as client-node does: agent, plain string headers, method, timeout', async () => {
-    const { kc } = await loadDoc(oneContext({ server: 'https://api.example' }, { token: 'abc' }));
-    const init = await kc.applyToFetchOptions({ method: 'GET', timeout: 5, headers: { 'X-Count': 2 } });
-    expect(init.agent).toBeInstanceOf(https.Agent);
-    expect(init).toMatchObject({
-      headers: { 'X-Count': '2', Authorization: 'Bearer abc' },
-      method: 'GET',
-      timeout: 5,
-    });
   });
 });
 
@@ -546,7 +535,7 @@ describe('against a local HTTPS API server', () => {
     await new Promise<void>((r) => server.close(() => r()));
   });
 
-  it('GETs through https.request and streams a watch event through client-node’s Watch', async () => {
+  it('GETs through https.request and streams a watch event through kubeWatch', async () => {
     const { kc } = await loadDoc(
       oneContext({ server: url, 'certificate-authority-data': b64(pki.cert) }, { token: 'e2e-token' }),
     );
@@ -570,7 +559,8 @@ describe('against a local HTTPS API server', () => {
 
     const events: [string, unknown][] = [];
     const done = await new Promise<unknown>((resolve) => {
-      void new Watch(kc as ConstructorParameters<typeof Watch>[0]).watch(
+      void kubeWatch(
+        kc,
         '/api/v1/pods',
         { resourceVersion: '1' },
         (type, obj) => events.push([type, obj]),

@@ -1,6 +1,6 @@
 /**
  * One list-and-watch loop per resource the load-balancer needs (Services, EndpointSlices,
- * Nodes), feeding the Service cache: the reflector of client-go, over client-node's Watch.
+ * Nodes), feeding the Service cache: the reflector of client-go.
  *
  * - A list (raw JSON, in pages, each object slimmed as its page arrives: objects.ts) goes to the
  *   cache as adds and updates, and as deletes for what the previous list or watch knew and this
@@ -14,10 +14,9 @@
  * It keeps no copy of the objects, only each one's resourceVersion by namespace/name: the
  * cache holds what the agent needs of them. client-node's ListWatch, which this replaces, kept
  * a second copy of every object, and importing it loaded client-node's models (docs/agent.md,
- * Memory).
+ * Memory). The watch is kube.ts's own, which stop() ends even before the server answers.
  */
-import { Watch } from '@kubernetes/client-node/dist/watch.js';
-import { type KubeClientConfig, kubeListAll } from '../../shared/kube.js';
+import { type KubeClientConfig, kubeListAll, kubeWatch } from '../../shared/kube.js';
 import type { Logger } from '../../shared/log.js';
 import type { ResourceKind, ServiceCache } from '../services/cache.js';
 import { SERVICE_NAME_LABEL, slimEndpointSlice, slimNode, slimService } from './objects.js';
@@ -94,7 +93,6 @@ export class ResourceInformer {
   readonly spec: ResourceSpec;
   readonly status: InformerStatus;
   private readonly kc: KubeClientConfig;
-  private readonly watcher: Watch;
   private readonly cache: ServiceCache;
   private readonly log: Logger;
   private readonly onReconnect: () => void;
@@ -122,8 +120,6 @@ export class ResourceInformer {
     this.cache = opts.cache;
     this.log = opts.log.child({ resource: opts.spec.kind });
     this.onReconnect = opts.onReconnect;
-    // client-node's Watch asks the config for the cluster and the fetch options on every watch.
-    this.watcher = new Watch(opts.kc as ConstructorParameters<typeof Watch>[0]);
     this.status = {
       kind: opts.spec.kind,
       path: opts.spec.path,
@@ -187,28 +183,26 @@ export class ResourceInformer {
       timeoutSeconds: 300 + Math.floor(Math.random() * 300),
     };
     let outcome: Error | null | undefined;
-    const request = await this.watcher.watch(
+    // Set before the request, so that stop() and errors end it even before it is answered.
+    const request = new AbortController();
+    this.request = request;
+    await kubeWatch(
+      this.kc,
       this.spec.path,
       params,
-      (phase: string, obj: unknown) => {
+      (phase, obj) => {
         if (generation === this.generation) this.onEvent(phase, obj);
       },
-      (err: unknown) => {
-        outcome ??= err ? (err as Error) : null;
+      (err) => {
+        outcome ??= err;
         if (generation !== this.generation) return;
-        this.request = undefined;
+        if (this.request === request) this.request = undefined;
         if (err) this.failed(generation, err);
         else this.run(generation);
       },
+      { signal: request.signal, idleMs: (params.timeoutSeconds + 60) * 1000 },
     );
-    if (generation !== this.generation) {
-      request.abort();
-      return;
-    }
-    if (outcome === undefined) {
-      this.request = request;
-      this.connected();
-    }
+    if (generation === this.generation && outcome === undefined) this.connected();
   }
 
   /** A full list: adds and updates for what it holds, deletes for what it no longer does. */
