@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { IdAllocator, revNatAllocator } from '../../src/agent/services/allocator.js';
-import { assignSlots } from '../../src/agent/services/plan.js';
-import { backendKeyOf, compareBackendKeys } from '../../src/agent/services/types.js';
+import { IdAllocator, IdSpace, revNatAllocator, revNatSpace } from '../../src/agent/services/allocator.js';
+import { assignSlots, frontendIs, lbFrontendOf, sameFrontend } from '../../src/agent/services/plan.js';
+import { backendKeyOf, compareBackendKeys, type DesiredFrontend } from '../../src/agent/services/types.js';
 
 describe('IdAllocator', () => {
   it('gives each key one id, the same every time it is asked', () => {
@@ -57,6 +57,40 @@ describe('IdAllocator', () => {
     const a = revNatAllocator();
     a.seed([['x', 65535]]);
     expect(a.allocate('y')).toBe(1);
+  });
+});
+
+describe('IdSpace', () => {
+  it('hands out ids next-fit from a cursor past the seeds, skipping those taken, and wraps', () => {
+    const taken = new Set([3, 7]);
+    const space = new IdSpace(1, 8);
+    space.seed([3, 7]);
+    const next = () => {
+      const id = space.next((i) => taken.has(i));
+      if (id !== undefined) taken.add(id);
+      return id;
+    };
+    expect(next()).toBe(8);
+    expect(next()).toBe(1);
+    taken.delete(8);
+    space.release();
+    // 8 is free again, but the cursor goes through the rest of the range first.
+    expect([next(), next(), next(), next(), next()]).toEqual([2, 4, 5, 6, 8]);
+    expect(space.size).toBe(8);
+    expect(next()).toBeUndefined();
+  });
+
+  it('holds only integers of its range', () => {
+    const space = revNatSpace();
+    expect([0, 1, 0xffff, 0x10000, 1.5, Number.NaN].map((i) => space.holds(i))).toEqual([
+      false,
+      true,
+      true,
+      false,
+      false,
+      false,
+    ]);
+    expect(() => new IdSpace(0, 10)).toThrow(RangeError);
   });
 });
 
@@ -157,5 +191,42 @@ describe('assignSlots', () => {
     const wanted = [1, 2, 3];
     expect(assignSlots(undefined, wanted)).not.toBe(wanted);
     expect(assignSlots(wanted, wanted)).not.toBe(wanted);
+  });
+});
+
+describe('frontendIs', () => {
+  const f: DesiredFrontend = {
+    name: '203.0.113.10:80/TCP',
+    address: '203.0.113.10',
+    port: 80,
+    protocol: 'TCP',
+    type: 'LoadBalancer',
+    portName: 'http',
+    backends: [],
+    externalTrafficPolicy: 'Local',
+    internalTrafficPolicy: 'Cluster',
+  };
+  const variants: Array<[DesiredFrontend, number, number[], number[] | undefined]> = [
+    [f, 7, [1, 2], undefined],
+    [f, 7, [1, 2], [1, 2, 3]],
+    [f, 8, [1, 2], [1, 2, 3]],
+    [f, 7, [2, 1], undefined],
+    [f, 7, [], []],
+    [{ ...f, affinityTimeoutSeconds: 10800 }, 7, [1, 2], undefined],
+    [{ ...f, sourceRanges: ['192.0.2.0/24'] }, 7, [1, 2], undefined],
+    [{ ...f, sourceRanges: ['198.51.100.0/24'] }, 7, [1, 2], undefined],
+    [{ ...f, port: 443 }, 7, [1, 2], undefined],
+    [{ ...f, type: 'ExternalIP', externalTrafficPolicy: 'Cluster' }, 7, [1, 2], undefined],
+  ];
+
+  it('agrees with sameFrontend on what lbFrontendOf builds', () => {
+    for (const [hf, hRevNat, hExt, hInt] of variants) {
+      const have = lbFrontendOf(hf, hRevNat, hExt, hInt);
+      for (const [wf, wRevNat, wExt, wInt] of variants) {
+        const same = sameFrontend(have, lbFrontendOf(wf, wRevNat, [...wExt], wInt && [...wInt]));
+        expect(frontendIs(have, wf, wRevNat, [...wExt], wInt && [...wInt])).toBe(same);
+      }
+    }
+    expect(frontendIs(undefined, f, 7, [1, 2], undefined)).toBe(false);
   });
 });

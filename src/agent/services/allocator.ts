@@ -8,12 +8,17 @@
  * remember it).
  */
 import type { BackendKey } from './types.js';
-export class IdAllocator<K extends string | number = string> {
+
+/**
+ * The ids of one range and the cursor that hands them out: what IdAllocator and the reconciler
+ * (whose records hold the ids themselves) share. It counts the ids in use; which ones are is
+ * the caller's to say.
+ */
+export class IdSpace {
   readonly min: number;
   readonly max: number;
-  private readonly byKey = new Map<K, number>();
-  private readonly byId = new Map<number, K>();
   private cursor: number;
+  private used = 0;
 
   /** Ids from `min` to `max` inclusive. */
   constructor(min: number, max: number) {
@@ -25,6 +30,57 @@ export class IdAllocator<K extends string | number = string> {
     this.cursor = min;
   }
 
+  /** Whether `id` is one of this range's. */
+  holds(id: number): boolean {
+    return Number.isInteger(id) && id >= this.min && id <= this.max;
+  }
+
+  /**
+   * Takes ids already in use (read back from the maps; each one held and not yet taken, which
+   * the caller checked). The cursor moves past the highest of them.
+   */
+  seed(ids: readonly number[]): void {
+    let highest = this.cursor - 1;
+    for (const id of ids) if (id > highest) highest = id;
+    this.used += ids.length;
+    this.cursor = highest >= this.max ? this.min : highest + 1;
+  }
+
+  /** The first id from the cursor on (wrapping) that is not `taken`, now in use; undefined: none is free. */
+  next(taken: (id: number) => boolean): number | undefined {
+    if (this.used >= this.max - this.min + 1) return undefined;
+    let id = this.cursor;
+    while (taken(id)) id = id >= this.max ? this.min : id + 1;
+    this.cursor = id >= this.max ? this.min : id + 1;
+    this.used++;
+    return id;
+  }
+
+  /** One id is free again. */
+  release(): void {
+    this.used--;
+  }
+
+  get size(): number {
+    return this.used;
+  }
+}
+
+export class IdAllocator<K extends string | number = string> {
+  readonly min: number;
+  readonly max: number;
+  private readonly space: IdSpace;
+  private readonly byKey = new Map<K, number>();
+  private readonly byId = new Map<number, K>();
+  private readonly taken = (id: number) => this.byId.has(id);
+
+  /** Ids from `min` to `max` inclusive. */
+  constructor(min: number, max: number) {
+    this.space = new IdSpace(min, max);
+    this.min = min;
+    this.max = max;
+  }
+
   /**
    * Takes ids already in use (read back from the maps). A key seen twice keeps its first id and
    * an id seen twice its first key: the rejected pairs come back, for the caller to clean up.
@@ -32,23 +88,17 @@ export class IdAllocator<K extends string | number = string> {
    */
   seed(pairs: Iterable<readonly [K, number]>): Array<[K, number]> {
     const rejected: Array<[K, number]> = [];
-    let highest = this.cursor - 1;
+    const ids: number[] = [];
     for (const [key, id] of pairs) {
-      if (
-        !Number.isInteger(id) ||
-        id < this.min ||
-        id > this.max ||
-        this.byKey.has(key) ||
-        this.byId.has(id)
-      ) {
+      if (!this.space.holds(id) || this.byKey.has(key) || this.byId.has(id)) {
         rejected.push([key, id]);
         continue;
       }
       this.byKey.set(key, id);
       this.byId.set(id, key);
-      if (id > highest) highest = id;
+      ids.push(id);
     }
-    this.cursor = highest >= this.max ? this.min : highest + 1;
+    this.space.seed(ids);
     return rejected;
   }
 
@@ -64,12 +114,10 @@ export class IdAllocator<K extends string | number = string> {
   allocate(key: K): number | undefined {
     const have = this.byKey.get(key);
     if (have !== undefined) return have;
-    if (this.byId.size >= this.max - this.min + 1) return undefined;
-    let id = this.cursor;
-    while (this.byId.has(id)) id = id >= this.max ? this.min : id + 1;
+    const id = this.space.next(this.taken);
+    if (id === undefined) return undefined;
     this.byKey.set(key, id);
     this.byId.set(id, key);
-    this.cursor = id >= this.max ? this.min : id + 1;
     return id;
   }
 
@@ -79,6 +127,7 @@ export class IdAllocator<K extends string | number = string> {
     if (id === undefined) return;
     this.byKey.delete(key);
     this.byId.delete(id);
+    this.space.release();
   }
 
   get size(): number {
@@ -91,11 +140,21 @@ export class IdAllocator<K extends string | number = string> {
 }
 
 /** Backend ids: any non-zero u32 (slot values; 0 reads as "missing" in the programs). */
-export function backendIdAllocator(): IdAllocator<BackendKey> {
-  return new IdAllocator<BackendKey>(1, 0xffff_ffff);
+export function backendIdSpace(): IdSpace {
+  return new IdSpace(1, 0xffff_ffff);
 }
 
 /** Reverse-NAT indexes: a u16 shared by both families, 0 reserved. */
+export function revNatSpace(): IdSpace {
+  return new IdSpace(1, 0xffff);
+}
+
+export function backendIdAllocator(): IdAllocator<BackendKey> {
+  const { min, max } = backendIdSpace();
+  return new IdAllocator<BackendKey>(min, max);
+}
+
 export function revNatAllocator(): IdAllocator {
-  return new IdAllocator(1, 0xffff);
+  const { min, max } = revNatSpace();
+  return new IdAllocator(min, max);
 }

@@ -139,6 +139,33 @@ export function lbFrontendOf(
   return out;
 }
 
+/**
+ * Whether `have` is what lbFrontendOf would give for the same arguments, as sameFrontend sees
+ * it (without building it).
+ */
+export function frontendIs(
+  have: LbFrontend | undefined,
+  f: DesiredFrontend,
+  revNatIndex: number,
+  backends: readonly number[],
+  internalBackends: readonly number[] | undefined,
+): boolean {
+  return (
+    have !== undefined &&
+    have.address === f.address &&
+    have.port === f.port &&
+    have.protocol === f.protocol &&
+    have.type === f.type &&
+    have.revNatIndex === revNatIndex &&
+    have.affinityTimeoutSeconds === f.affinityTimeoutSeconds &&
+    have.externalTrafficPolicy === f.externalTrafficPolicy &&
+    have.internalTrafficPolicy === f.internalTrafficPolicy &&
+    sameList(have.backends, backends) &&
+    sameList(have.internalBackends, internalBackends) &&
+    sameList(have.sourceRanges, f.sourceRanges)
+  );
+}
+
 /** Whether `have` is what lbBackendOf(id, b) would give (without building it). */
 export function backendIs(have: LbBackend | undefined, id: number, b: DesiredBackend): boolean {
   return (
