@@ -401,6 +401,67 @@ describe('the reconciler', () => {
     expect(r.sourceRanges4()).toEqual({ byRevNat: new Map(), changed: true });
   });
 
+  it('a freed backend id goes to no other backend before the rest of the range', () => {
+    r.sync(true);
+    cache.upsert('EndpointSlice', slice('web-1', 'web', [ep('10.244.1.3')]));
+    r.sync(false);
+    expect([...maps.backends.keys()]).toEqual([1, 3]);
+    cache.upsert('EndpointSlice', slice('web-1', 'web', [ep('10.244.1.3'), ep('10.244.1.7')]));
+    r.sync(false);
+    expect(maps.frontends.get('10.96.0.10:80/TCP')?.backends).toEqual([3, 4]);
+    // A restart continues after the highest id in the maps: for reverse NAT indexes, the top
+    // of the u16, after which it wraps.
+    const api = maps.frontends.get('10.96.0.11:80/TCP')!;
+    maps.frontends.set('10.96.0.11:80/TCP', { ...api, revNatIndex: 0xffff });
+    maps.revNats.delete(api.revNatIndex);
+    maps.revNats.add(0xffff);
+    const second = agent(maps);
+    for (const s of [
+      service('web', { clusterIP: '10.96.0.10' }),
+      service('api', { clusterIP: '10.96.0.11' }),
+    ])
+      second.cache.upsert('Service', s);
+    second.cache.upsert('EndpointSlice', slice('web-1', 'web', [ep('10.244.1.3'), ep('10.244.1.7')]));
+    second.cache.upsert('EndpointSlice', slice('api-1', 'api', [ep('10.244.2.2'), ep('10.244.2.3')]));
+    second.cache.upsert('Service', service('db', { clusterIP: '10.96.0.12', ports: [{ port: 5432 }] }));
+    maps.calls = [];
+    second.r.sync(true);
+    expect(maps.calls).toEqual(['upsertBackends 5', 'updateFrontends 10.96.0.11:80/TCP,10.96.0.12:5432/TCP']);
+    expect(maps.frontends.get('10.96.0.12:5432/TCP')?.revNatIndex).toBe(api.revNatIndex);
+  });
+
+  it('maps holding a backend twice, or a frontend listing a missing one: the first full sync sets them right', () => {
+    r.sync(true);
+    const web = maps.frontends.get('10.96.0.10:80/TCP')!;
+    // Backend 2 (10.244.1.2) a second time as 9, listed by web instead of 3, which is gone; api
+    // lists 8, which is not there. 9 does not move the cursor: 10.244.1.3 gets 3 again.
+    maps.backends.set(9, { ...maps.backends.get(2)!, id: 9 });
+    maps.frontends.set('10.96.0.10:80/TCP', { ...web, backends: [2, 9] });
+    const api = maps.frontends.get('10.96.0.11:80/TCP')!;
+    maps.frontends.set('10.96.0.11:80/TCP', { ...api, backends: [1, 8] });
+    maps.backends.delete(3);
+    const second = agent(maps);
+    second.cache.upsert('Service', service('web', { clusterIP: '10.96.0.10' }));
+    second.cache.upsert('EndpointSlice', slice('web-1', 'web', [ep('10.244.1.2'), ep('10.244.1.3')]));
+    second.cache.upsert('Service', service('api', { clusterIP: '10.96.0.11' }));
+    second.cache.upsert('EndpointSlice', slice('api-1', 'api', [ep('10.244.2.2')]));
+    maps.calls = [];
+    second.r.sync(true);
+    expect(maps.calls).toEqual([
+      'upsertBackends 3',
+      'updateFrontends 10.96.0.11:80/TCP,10.96.0.10:80/TCP',
+      'removeBackends 9',
+    ]);
+    expect(maps.view()).toEqual({
+      '10.96.0.10:80/TCP': '10.244.1.2:80 10.244.1.3:80',
+      '10.96.0.11:80/TCP': '10.244.2.2:80',
+    });
+    expect(second.r.stats().backends).toEqual({ 4: 3, 6: 0 });
+    maps.calls = [];
+    expect(second.r.sync(true).backendsWritten).toBe(0);
+    expect(maps.calls).toEqual([]);
+  });
+
   it('orphan reverse NAT entries found on start are removed by the first full sync', () => {
     maps.revNats.add(777);
     const fresh = agent(maps);

@@ -19,13 +19,14 @@
 import type { FrontendAddress, LbBackend, LbFrontend } from '../../datapath/lbmap.js';
 import { WeftError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import { backendIdAllocator, revNatAllocator } from './allocator.js';
+import { backendIdSpace, revNatSpace } from './allocator.js';
 import type { ServiceCache } from './cache.js';
 import { desiredService } from './desired.js';
 import {
   assignSlots,
   backendIs,
   frontendId,
+  frontendIs,
   lbBackendOf,
   lbFrontendOf,
   sameBackend,
@@ -88,14 +89,15 @@ export interface ProgrammedFrontend {
   portName?: string;
 }
 
-interface Owner {
-  service: ServiceKey;
-  portName: string;
-}
-
 interface FrontendWrite {
   service: ServiceKey;
-  name: string;
+  frontend: FrontendRec;
+  /**
+   * What the maps held when it was planned, which is also what they held before this run
+   * touched it (for a rollback): one Service writes a frontend at most once per run, and no
+   * deletion touches a frontend someone claims.
+   */
+  previous: LbFrontend | undefined;
   next: LbFrontend;
 }
 
@@ -142,39 +144,178 @@ function lowest(c: Claimants): ServiceKey {
   return best!;
 }
 
+/** The empty list every record without frontends, backends or local addresses shares. */
+const none: readonly never[] = [];
+
+/**
+ * One frontend, by name: who wants it, who has it, its reverse NAT index and what the maps
+ * hold for it. Dropped when nothing refers to it any more.
+ */
+class FrontendRec {
+  readonly name: string;
+  /** The Services whose desired state has it (the lowest namespace/name owns it). */
+  claimants: Claimants | undefined;
+  /** The Service that owns it (won the claim to it when last planned), and the port it serves. */
+  owner: ServiceKey | undefined;
+  portName: string;
+  /** Services whose owned list holds it: its owner, and one that failed before it let go. */
+  owners: number;
+  /** Its reverse NAT index; 0: none. */
+  revNat: number;
+  /** What the maps hold. */
+  mirror: LbFrontend | undefined;
+  /** When the maps took it (a count): the order of programmed() and of a full sync's deletions. */
+  held: number;
+
+  constructor(name: string) {
+    this.name = name;
+    this.claimants = undefined;
+    this.owner = undefined;
+    this.portName = '';
+    this.owners = 0;
+    this.revNat = 0;
+    this.mirror = undefined;
+    this.held = 0;
+  }
+}
+
+/**
+ * One backend: its key and id, how many Services want it, how many frontends in the maps list
+ * it, and what the maps hold under its id. Dropped when nothing refers to it any more.
+ */
+class BackendRec {
+  /**
+   * undefined: no key has the id any more (or none ever had it: read back twice, or listed but
+   * not held), and the record stays only for what the maps still hold or list under the id.
+   */
+  key: BackendKey | undefined;
+  /** 0: none yet (a key's only; a record under an id keeps it). */
+  id: number;
+  wants: number;
+  refs: number;
+  mirror: LbBackend | undefined;
+  /** When the maps took it (a count): the order of a full sync's deletions. */
+  held: number;
+  /** Its place in the backend writes of the sync that last planned it (checked against them: no reset). */
+  pending: number;
+
+  constructor(key: BackendKey | undefined, id: number) {
+    this.key = key;
+    this.id = id;
+    this.wants = 0;
+    this.refs = 0;
+    this.mirror = undefined;
+    this.held = 0;
+    this.pending = 0;
+  }
+}
+
+/** One Service: what its desired state claims and wants, and what it owns. */
+class ServiceRec {
+  readonly key: ServiceKey;
+  /** Its desired frontends, in their order. */
+  claimed: readonly FrontendRec[];
+  /** The frontends it owns (wins the claim to), as last planned. */
+  owned: readonly FrontendRec[];
+  /** Its desired backends, and the addresses of the local IPv4 ones. */
+  wanted: readonly BackendRec[];
+  local4: readonly string[];
+  /** The sync that last recomputed it. */
+  run: number;
+
+  constructor(key: ServiceKey) {
+    this.key = key;
+    this.claimed = none;
+    this.owned = none;
+    this.wanted = none;
+    this.local4 = none;
+    this.run = 0;
+  }
+}
+
+/** The Services one sync recomputed, in that order, and their desired state. */
+interface Recomputed {
+  services: ServiceRec[];
+  desired: DesiredService[];
+}
+
+function sameList<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Whether `recs` are the backends of `wanted`, in its order. */
+function sameBackends(recs: readonly BackendRec[], wanted: Map<BackendKey, DesiredBackend>): boolean {
+  if (recs.length !== wanted.size) return false;
+  let i = 0;
+  for (const k of wanted.keys()) if (recs[i++]!.key !== k) return false;
+  return true;
+}
+
+/** The addresses of the local IPv4 backends of `d`, or none. */
+function local4Of(d: DesiredService): readonly string[] {
+  let n = 0;
+  for (const b of d.backends.values()) if (b.local && !b.address.includes(':')) n++;
+  if (n === 0) return none;
+  const out = new Array<string>(n);
+  let i = 0;
+  for (const b of d.backends.values()) if (b.local && !b.address.includes(':')) out[i++] = b.address;
+  return out;
+}
+
+/**
+ * The order to plan in: ascending namespace/name. recompute takes the dirty Services in
+ * descending order, so backwards is ascending, unless Services that share a frontend with one
+ * of them came in between: then they are sorted.
+ */
+function ascending(services: readonly ServiceRec[]): number[] {
+  const n = services.length;
+  const order = new Array<number>(n);
+  for (let i = 0; i < n; i++) order[i] = n - 1 - i;
+  for (let i = 1; i < n; i++) {
+    if (services[n - i]!.key < services[n - 1 - i]!.key) continue;
+    return order.sort((a, b) => (services[a]!.key < services[b]!.key ? -1 : 1));
+  }
+  return order;
+}
+
 export class Reconciler {
   private readonly nodeName: string;
   private readonly cache: ServiceCache;
   private readonly lb: LbWriter;
   private readonly log: Logger;
 
-  // What the maps hold.
-  private readonly frontends = new Map<string, LbFrontend>();
-  private readonly backends = new Map<number, LbBackend>();
-  /** Backend id → number of frontends in the maps listing it. */
-  private readonly refs = new Map<number, number>();
-
-  // Who wants what.
-  private readonly claims = new Map<string, Claimants>();
-  private readonly claimedBy = new Map<ServiceKey, string[]>();
-  private readonly owner = new Map<string, Owner>();
-  /** The frontends each Service owns (wins the claim to), as last planned. */
-  private readonly ownedBy = new Map<ServiceKey, readonly string[]>();
-  private readonly wanted = new Map<ServiceKey, { backends: BackendKey[]; local4: string[] }>();
-  private readonly backendWants = new Map<BackendKey, number>();
+  // What the maps hold and who wants what: one record per frontend, backend and Service.
+  private readonly frontends = new Map<string, FrontendRec>();
+  /** Frontends by reverse NAT index (a u16: an array, grown as far as the highest). */
+  private readonly byRevNat: Array<FrontendRec | undefined> = [];
+  /** Backends by key: those wanted or with an id. */
+  private readonly backends = new Map<BackendKey, BackendRec>();
+  /** Backends by id: those with one, and ids the maps hold or list that no key has. */
+  private readonly backendsById = new Map<number, BackendRec>();
+  private readonly services = new Map<ServiceKey, ServiceRec>();
+  /** Services that own a frontend. */
+  private owning = 0;
   private readonly local4 = new Map<string, number>();
   private local4Changed = false;
   /** loadBalancerSourceRanges of the IPv4 frontends in the maps, by reverse NAT index. */
   private readonly ranges4 = new Map<number, readonly string[]>();
   private ranges4Changed = false;
 
-  private readonly backendIds = backendIdAllocator();
-  private readonly revNats = revNatAllocator();
+  private readonly backendIds = backendIdSpace();
+  private readonly revNats = revNatSpace();
+  private readonly backendIdTaken = (id: number) => this.backendsById.get(id)?.key !== undefined;
+  private readonly revNatTaken = (i: number) => this.byRevNat[i] !== undefined;
   private readonly failedServices = new Map<ServiceKey, ServiceFailure>();
-  /** Backend keys and frontend names nothing wants any more: their ids may go back. */
-  private readonly unwantedBackends = new Set<BackendKey>();
-  private readonly unclaimedNames = new Set<string>();
+  /** Backends and frontends that lost their last user: their ids may go back. */
+  private unwantedBackends: BackendRec[] = [];
+  private unclaimedNames: FrontendRec[] = [];
   private orphanRevNats: number[] = [];
+  private runs = 0;
+  /** The counts behind FrontendRec.held and BackendRec.held. */
+  private frontendsHeld = 0;
+  private backendsHeld = 0;
   private syncs = 0;
 
   constructor(opts: { nodeName: string; cache: ServiceCache; lb: LbWriter; log: Logger }) {
@@ -185,19 +326,46 @@ export class Reconciler {
   }
 
   /**
-   * Takes what the maps hold (read once, on start): the mirror, and the seeds of both
-   * allocators, so every backend and frontend keeps its id. Writes nothing.
+   * Takes what the maps hold (read once, on start): the mirror, and the seeds of both id
+   * spaces, so every backend and frontend keeps its id. Writes nothing.
    */
   restore(state: LbReadBack): void {
-    for (const f of state.frontends) this.setFrontend(frontendId(f), f);
-    for (const b of state.backends) this.backends.set(b.id, b);
-    const rejectedBackends = this.backendIds.seed(state.backends.map((b) => [backendKeyOf(b), b.id]));
-    const rejectedRevNats = this.revNats.seed(state.frontends.map((f) => [frontendId(f), f.revNatIndex]));
+    // Backends first: the records by id then come in the maps' order.
+    for (const b of state.backends) this.setBackend(this.backendAt(b.id), b);
+    // A key seen twice keeps its first id and an id seen twice its first key.
+    const backendIds: number[] = [];
+    let rejectedBackends = 0;
+    for (const b of state.backends) {
+      const key = backendKeyOf(b);
+      const rec = this.backendsById.get(b.id)!;
+      if (!this.backendIds.holds(b.id) || this.backends.has(key) || rec.key !== undefined) {
+        rejectedBackends++;
+        continue;
+      }
+      rec.key = key;
+      this.backends.set(key, rec);
+      backendIds.push(b.id);
+    }
+    this.backendIds.seed(backendIds);
+    const revNats: number[] = [];
+    let rejectedRevNats = 0;
+    for (const f of state.frontends) {
+      const rec = this.frontendRec(frontendId(f));
+      this.setFrontend(rec, f);
+      const i = f.revNatIndex;
+      if (!this.revNats.holds(i) || rec.revNat !== 0 || this.byRevNat[i] !== undefined) {
+        rejectedRevNats++;
+        continue;
+      }
+      this.giveRevNat(rec, i);
+      revNats.push(i);
+    }
+    this.revNats.seed(revNats);
     const used = new Set(state.frontends.map((f) => f.revNatIndex));
     this.orphanRevNats = state.reverseNatIndexes.filter((i) => !used.has(i));
-    if (rejectedBackends.length > 0 || rejectedRevNats.length > 0) {
+    if (rejectedBackends > 0 || rejectedRevNats > 0) {
       this.log.warn(
-        { duplicateBackendIds: rejectedBackends.length, duplicateRevNatIndexes: rejectedRevNats.length },
+        { duplicateBackendIds: rejectedBackends, duplicateRevNatIndexes: rejectedRevNats },
         'maps hold duplicate ids; the first full sync replaces them',
       );
     }
@@ -213,7 +381,7 @@ export class Reconciler {
     const keys = this.cache.takeDirty();
     if (full) {
       for (const k of this.cache.serviceKeys()) keys.add(k);
-      for (const k of this.claimedBy.keys()) keys.add(k);
+      for (const s of this.services.values()) if (s.claimed.length > 0) keys.add(s.key);
       for (const k of this.failedServices.keys()) keys.add(k);
     }
     const report: SyncReport = {
@@ -232,11 +400,13 @@ export class Reconciler {
       run.try('orphans', () => this.lb.removeReverseNat(this.orphanRevNats));
       this.orphanRevNats = [];
     }
-    const desired = this.recompute(keys);
-    report.services = desired.size;
-    run.plan(desired, full);
+    const recomputed = this.recompute(keys);
+    report.services = recomputed.services.length;
+    run.plan(recomputed, full);
     run.execute();
-    for (const key of desired.keys()) {
+    for (const s of recomputed.services) {
+      const key = s.key;
+      if (s.claimed.length === 0 && s.owned.length === 0 && s.wanted.length === 0) this.services.delete(key);
       const failure = run.failures.get(key);
       if (!failure) {
         this.failedServices.delete(key);
@@ -270,16 +440,17 @@ export class Reconciler {
 
   /** Every frontend in the maps, with its Service. */
   programmed(): ProgrammedFrontend[] {
-    const out: ProgrammedFrontend[] = [];
-    for (const [name, frontend] of this.frontends) {
-      const o = this.owner.get(name);
-      out.push(o ? { frontend, service: o.service, portName: o.portName } : { frontend });
-    }
-    return out;
+    const held: FrontendRec[] = [];
+    for (const rec of this.frontends.values()) if (rec.mirror) held.push(rec);
+    return held
+      .sort((a, b) => a.held - b.held)
+      .map(({ mirror: frontend, owner, portName }) =>
+        owner !== undefined ? { frontend: frontend!, service: owner, portName } : { frontend: frontend! },
+      );
   }
 
   backend(id: number): LbBackend | undefined {
-    return this.backends.get(id);
+    return this.backendsById.get(id)?.mirror;
   }
 
   /** Entries the agent keeps in its maps, counted from the mirror (no map walk). */
@@ -294,15 +465,17 @@ export class Reconciler {
     const serviceEntries = { 4: 0, 6: 0 };
     const backends = { 4: 0, 6: 0 };
     let affinityMatch = 0;
-    for (const f of this.frontends.values()) {
+    for (const { mirror: f } of this.frontends.values()) {
+      if (!f) continue;
       const fam = f.address.includes(':') ? 6 : 4;
       frontends[fam]++;
       serviceEntries[fam] += 1 + f.backends.length;
       if (f.internalBackends) serviceEntries[fam] += 1 + f.internalBackends.length;
       if (f.affinityTimeoutSeconds !== undefined) affinityMatch += idsOf(f).size;
     }
-    for (const b of this.backends.values()) backends[b.address.includes(':') ? 6 : 4]++;
-    return { services: this.ownedBy.size, frontends, serviceEntries, backends, affinityMatch };
+    for (const { mirror: b } of this.backendsById.values())
+      if (b) backends[b.address.includes(':') ? 6 : 4]++;
+    return { services: this.owning, frontends, serviceEntries, backends, affinityMatch };
   }
 
   /**
@@ -328,20 +501,18 @@ export class Reconciler {
 
   // ---- state kept by SyncRun ----------------------------------------------------------------
 
-  /** @internal */ mirrorFrontend(name: string): LbFrontend | undefined {
-    return this.frontends.get(name);
+  /** @internal */ frontendRecs(): IterableIterator<FrontendRec> {
+    return this.frontends.values();
+  }
+  /** @internal */ backendRecsById(): IterableIterator<BackendRec> {
+    return this.backendsById.values();
   }
   /** @internal */ mirrorBackend(id: number): LbBackend | undefined {
-    return this.backends.get(id);
+    return this.backendsById.get(id)?.mirror;
   }
-  /** @internal */ frontendNames(): IterableIterator<string> {
-    return this.frontends.keys();
-  }
-  /** @internal */ backendIdsInMaps(): IterableIterator<number> {
-    return this.backends.keys();
-  }
-  /** @internal */ refCount(id: number): number {
-    return this.refs.get(id) ?? 0;
+  /** @internal The record of a backend key that has an id or is wanted. */
+  backendOfKey(key: BackendKey): BackendRec | undefined {
+    return this.backends.get(key);
   }
   /** @internal */ get writer(): LbWriter {
     return this.lb;
@@ -349,48 +520,62 @@ export class Reconciler {
   /** @internal */ get logger(): Logger {
     return this.log;
   }
-  /** @internal */ get ids() {
-    return { backends: this.backendIds, revNats: this.revNats };
+  /** @internal The record of a backend a Service wants. */
+  wantedBackend(key: BackendKey): BackendRec {
+    let b = this.backends.get(key);
+    if (!b) {
+      b = new BackendRec(key, 0);
+      this.backends.set(key, b);
+    }
+    return b;
   }
-  /** @internal */ winner(name: string): ServiceKey | undefined {
-    const c = this.claims.get(name);
-    return c === undefined ? undefined : lowest(c);
+  /** @internal The backend's id, allocating one if it has none; undefined when every id is taken. */
+  backendId(b: BackendRec): number | undefined {
+    if (b.id !== 0) return b.id;
+    const id = this.backendIds.next(this.backendIdTaken);
+    if (id === undefined) return undefined;
+    // What the maps still hold or list under the id is now this key's.
+    const stale = this.backendsById.get(id);
+    if (stale) {
+      b.refs = stale.refs;
+      b.mirror = stale.mirror;
+      b.held = stale.held;
+    }
+    b.id = id;
+    this.backendsById.set(id, b);
+    return id;
   }
-  /** @internal */ hasClaims(name: string): boolean {
-    return this.claims.has(name);
+  /** @internal The frontend's reverse NAT index, allocating one if it has none; undefined: none is free. */
+  revNatOf(f: FrontendRec): number | undefined {
+    if (f.revNat !== 0) return f.revNat;
+    const i = this.revNats.next(this.revNatTaken);
+    if (i !== undefined) this.giveRevNat(f, i);
+    return i;
   }
-  /** @internal */ ownedNames(key: ServiceKey): readonly string[] {
-    return this.ownedBy.get(key) ?? [];
-  }
-  /** @internal */ backendWanted(key: BackendKey): boolean {
-    return (this.backendWants.get(key) ?? 0) > 0;
-  }
-  /** @internal The backend keys and frontend names that lost their last user, forgetting them. */
-  takeUnwanted(): { backends: BackendKey[]; names: string[] } {
-    const out = { backends: [...this.unwantedBackends], names: [...this.unclaimedNames] };
-    this.unwantedBackends.clear();
-    this.unclaimedNames.clear();
+  /** @internal The backend and frontend records that lost their last user, forgetting them. */
+  takeUnwanted(): { backends: BackendRec[]; frontends: FrontendRec[] } {
+    const out = { backends: this.unwantedBackends, frontends: this.unclaimedNames };
+    this.unwantedBackends = [];
+    this.unclaimedNames = [];
     return out;
   }
 
   /** @internal Records what the maps now hold for one frontend. */
-  setFrontend(name: string, f: LbFrontend | undefined, zeroed?: Set<number>): void {
-    const old = this.frontends.get(name);
+  setFrontend(rec: FrontendRec, f: LbFrontend | undefined, zeroed?: Set<BackendRec>): void {
+    const old = rec.mirror;
     if (old) {
       forEachId(old, (id) => {
-        const n = (this.refs.get(id) ?? 1) - 1;
-        if (n <= 0) {
-          this.refs.delete(id);
-          zeroed?.add(id);
-        } else this.refs.set(id, n);
+        const b = this.backendsById.get(id);
+        if (!b) return;
+        if (--b.refs > 0) return;
+        b.refs = 0;
+        zeroed?.add(b);
+        if (b.key === undefined && !b.mirror) this.backendsById.delete(id);
       });
     }
-    if (f) {
-      this.frontends.set(name, f);
-      forEachId(f, (id) => this.refs.set(id, (this.refs.get(id) ?? 0) + 1));
-    } else {
-      this.frontends.delete(name);
-    }
+    rec.mirror = f;
+    if (f && !old) rec.held = ++this.frontendsHeld;
+    if (f) forEachId(f, (id) => this.backendAt(id).refs++);
     if (old?.sourceRanges?.length || f?.sourceRanges?.length) this.trackRanges(old, f);
   }
 
@@ -402,38 +587,90 @@ export class Reconciler {
     }
   }
 
-  /** @internal */ setBackend(id: number, b: LbBackend | undefined): void {
-    if (b) this.backends.set(id, b);
-    else this.backends.delete(id);
+  /** @internal Records what the maps now hold under a backend's id. */
+  setBackend(rec: BackendRec, b: LbBackend | undefined): void {
+    if (b && !rec.mirror) rec.held = ++this.backendsHeld;
+    rec.mirror = b;
+    if (!b && rec.key === undefined && rec.refs === 0) this.backendsById.delete(rec.id);
   }
 
   /**
-   * @internal Records the frontends a Service now owns (`names`, with their port names), and
-   * forgets the owner of those it no longer does (unless another Service took them over).
+   * @internal Records the frontends a Service now owns (those of `owned` it was made the owner
+   * of), and forgets the owner of those it no longer does (unless another Service took them
+   * over); returns those.
    */
-  setOwned(key: ServiceKey, owned: ReadonlyArray<readonly [string, string]>): string[] {
-    const before = this.ownedBy.get(key);
-    // Names are unique per Service (desiredService gives each frontend once).
-    const names = new Array<string>(owned.length);
-    for (let i = 0; i < owned.length; i++) {
-      const [name, portName] = owned[i]!;
-      names[i] = name;
-      const had = this.owner.get(name);
-      if (!had || had.service !== key || had.portName !== portName)
-        this.owner.set(name, { service: key, portName });
-    }
-    const dropped: string[] = [];
-    if (before && before.length > 0) {
-      const now = names.length > 16 ? new Set(names) : undefined;
-      for (const name of before) {
-        if (now ? now.has(name) : names.includes(name)) continue;
-        dropped.push(name);
-        if (this.owner.get(name)?.service === key) this.owner.delete(name);
+  setOwned(s: ServiceRec, owned: readonly FrontendRec[]): readonly FrontendRec[] {
+    const before = s.owned;
+    if (owned === before) return none;
+    for (const f of owned) f.owners++;
+    const dropped: FrontendRec[] = [];
+    if (before.length > 0) {
+      // Records are unique per Service (desiredService gives each frontend once).
+      const now = owned.length > 16 ? new Set(owned) : undefined;
+      for (const f of before) {
+        f.owners--;
+        if (now ? now.has(f) : owned.includes(f)) continue;
+        dropped.push(f);
+        if (f.owner === s.key) {
+          f.owner = undefined;
+          f.portName = '';
+        }
       }
     }
-    if (names.length > 0) this.ownedBy.set(key, names);
-    else this.ownedBy.delete(key);
+    if (before.length === 0 && owned.length > 0) this.owning++;
+    else if (before.length > 0 && owned.length === 0) this.owning--;
+    s.owned = owned;
     return dropped;
+  }
+
+  /**
+   * @internal A frontend nobody claims and the maps do not hold: its index goes back, and the
+   * record goes once no Service's owned list holds it either.
+   */
+  releaseFrontend(f: FrontendRec): void {
+    if (f.revNat !== 0) {
+      this.byRevNat[f.revNat] = undefined;
+      f.revNat = 0;
+      this.revNats.release();
+    }
+    if (f.owners === 0) this.frontends.delete(f.name);
+  }
+
+  /** @internal A backend nobody wants and the maps do not hold: its id goes back. */
+  releaseBackend(b: BackendRec): void {
+    const key = b.key;
+    if (key === undefined || b.wants > 0 || b.mirror) return;
+    this.backends.delete(key);
+    b.key = undefined;
+    if (b.id === 0) return;
+    this.backendIds.release();
+    // Frontends in the maps may still list the id: the record stays under it until they do not.
+    if (b.refs === 0) this.backendsById.delete(b.id);
+  }
+
+  private frontendRec(name: string): FrontendRec {
+    let f = this.frontends.get(name);
+    if (!f) {
+      f = new FrontendRec(name);
+      this.frontends.set(name, f);
+    }
+    return f;
+  }
+
+  /** The record under a backend id, with no key if there is none yet. */
+  private backendAt(id: number): BackendRec {
+    let b = this.backendsById.get(id);
+    if (!b) {
+      b = new BackendRec(undefined, id);
+      this.backendsById.set(id, b);
+    }
+    return b;
+  }
+
+  private giveRevNat(f: FrontendRec, i: number): void {
+    while (this.byRevNat.length < i) this.byRevNat.push(undefined);
+    this.byRevNat[i] = f;
+    f.revNat = i;
   }
 
   // ---- desired state -----------------------------------------------------------------------
@@ -442,106 +679,109 @@ export class Reconciler {
    * Desired state of the dirty Services, and of every Service that shares a frontend with one
    * of them (the lowest namespace/name owns a frontend two Services both claim).
    */
-  private recompute(keys: Set<ServiceKey>): Map<ServiceKey, DesiredService> {
-    const desired = new Map<ServiceKey, DesiredService>();
+  private recompute(keys: Set<ServiceKey>): Recomputed {
+    const run = ++this.runs;
+    const out: Recomputed = { services: [], desired: [] };
     const queue = [...keys].sort();
     while (queue.length > 0) {
       const key = queue.pop()!;
-      if (desired.has(key)) continue;
+      let s = this.services.get(key);
+      if (s?.run === run) continue;
+      if (!s) {
+        s = new ServiceRec(key);
+        this.services.set(key, s);
+      }
+      s.run = run;
       const svc = this.cache.service(key);
       const d: DesiredService = svc
         ? desiredService(svc, this.cache.slicesOf(key), this.cache.allNodes(), this.nodeName)
         : { key, frontends: [], backends: new Map() };
-      desired.set(key, d);
-      const names = d.frontends.map((f) => f.name);
-      const before = this.claimedBy.get(key) ?? [];
-      const changed = this.updateClaims(key, before, names);
-      if (names.length > 0) this.claimedBy.set(key, names);
-      else this.claimedBy.delete(key);
-      for (const name of changed) {
-        const c = this.claims.get(name);
-        if (c === undefined) continue;
+      out.services.push(s);
+      out.desired.push(d);
+      for (const f of this.updateClaims(s, d.frontends)) {
+        const c = f.claimants;
+        if (c === undefined || c === key) continue;
         if (typeof c === 'string') {
-          if (!desired.has(c)) queue.push(c);
-        } else for (const other of c) if (!desired.has(other)) queue.push(other);
+          if (this.services.get(c)?.run !== run) queue.push(c);
+        } else for (const other of c) if (this.services.get(other)?.run !== run) queue.push(other);
       }
-      this.trackWanted(key, d);
+      this.trackWanted(s, d);
     }
-    return desired;
+    return out;
   }
 
-  /** Moves `key`'s claims from `before` to `names`; returns the frontends whose claimants changed. */
-  private updateClaims(key: ServiceKey, before: readonly string[], names: readonly string[]): string[] {
-    if (before.length === names.length && before.every((n, i) => n === names[i])) return [];
+  /** Moves `s`'s claims to `frontends`; returns the frontends whose claimants changed. */
+  private updateClaims(s: ServiceRec, frontends: readonly DesiredFrontend[]): readonly FrontendRec[] {
+    const before = s.claimed;
+    if (before.length === frontends.length && before.every((f, i) => f.name === frontends[i]!.name))
+      return none;
+    const key = s.key;
+    const recs = frontends.map((f) => this.frontendRec(f.name));
+    s.claimed = recs.length > 0 ? recs : none;
     if (before.length === 0) {
       // A Service seen for the first time (every Service, on a start): only claims to add.
-      for (const name of names) {
-        const c = this.claims.get(name);
-        if (c === undefined) this.claims.set(name, key);
-        else if (typeof c === 'string') this.claims.set(name, new Set([c, key]));
-        else c.add(key);
-      }
-      return [...names];
+      for (const f of recs) this.claim(f, key);
+      return recs;
     }
-    const now = new Set(names);
+    const now = new Set(recs);
     const had = new Set(before);
-    const changed: string[] = [];
-    for (const name of before) {
-      if (now.has(name)) continue;
-      const c = this.claims.get(name);
+    const changed: FrontendRec[] = [];
+    for (const f of before) {
+      if (now.has(f)) continue;
+      const c = f.claimants;
       if (c === key) {
-        this.claims.delete(name);
-        this.unclaimedNames.add(name);
+        f.claimants = undefined;
+        this.unclaimedNames.push(f);
       } else if (c !== undefined && typeof c !== 'string') {
         c.delete(key);
-        if (c.size === 1) this.claims.set(name, [...c][0]!);
+        if (c.size === 1) f.claimants = [...c][0]!;
       }
-      changed.push(name);
+      changed.push(f);
     }
-    for (const name of names) {
-      if (had.has(name)) continue;
-      const c = this.claims.get(name);
-      if (c === undefined) this.claims.set(name, key);
-      else if (typeof c === 'string') this.claims.set(name, new Set([c, key]));
-      else c.add(key);
-      changed.push(name);
+    for (const f of recs) {
+      if (had.has(f)) continue;
+      this.claim(f, key);
+      changed.push(f);
     }
     return changed;
   }
 
-  private trackWanted(key: ServiceKey, d: DesiredService): void {
-    const before = this.wanted.get(key);
-    const backends = new Array<BackendKey>(d.backends.size);
-    const local4: string[] = [];
-    let i = 0;
-    for (const [k, b] of d.backends) {
-      backends[i++] = k;
-      this.backendWants.set(k, (this.backendWants.get(k) ?? 0) + 1);
-      if (b.local && !b.address.includes(':')) local4.push(b.address);
+  private claim(f: FrontendRec, key: ServiceKey): void {
+    const c = f.claimants;
+    if (c === undefined) f.claimants = key;
+    else if (typeof c === 'string') f.claimants = new Set([c, key]);
+    else c.add(key);
+  }
+
+  private trackWanted(s: ServiceRec, d: DesiredService): void {
+    const before = s.wanted;
+    if (!sameBackends(before, d.backends)) {
+      const wanted = new Array<BackendRec>(d.backends.size);
+      let i = 0;
+      for (const k of d.backends.keys()) {
+        const b = this.wantedBackend(k);
+        b.wants++;
+        wanted[i++] = b;
+      }
+      for (const b of before) if (--b.wants === 0) this.unwantedBackends.push(b);
+      s.wanted = wanted.length > 0 ? wanted : none;
     }
+    const local4 = local4Of(d);
+    const had = s.local4;
+    if (sameList(had, local4)) return;
     for (const a of local4) {
       const n = this.local4.get(a) ?? 0;
       if (n === 0) this.local4Changed = true;
       this.local4.set(a, n + 1);
     }
-    if (before) {
-      for (const k of before.backends) {
-        const n = (this.backendWants.get(k) ?? 1) - 1;
-        if (n <= 0) {
-          this.backendWants.delete(k);
-          this.unwantedBackends.add(k);
-        } else this.backendWants.set(k, n);
-      }
-      for (const a of before.local4) {
-        const n = (this.local4.get(a) ?? 1) - 1;
-        if (n <= 0) {
-          this.local4.delete(a);
-          this.local4Changed = true;
-        } else this.local4.set(a, n);
-      }
+    for (const a of had) {
+      const n = (this.local4.get(a) ?? 1) - 1;
+      if (n <= 0) {
+        this.local4.delete(a);
+        this.local4Changed = true;
+      } else this.local4.set(a, n);
     }
-    if (backends.length > 0 || local4.length > 0) this.wanted.set(key, { backends, local4 });
-    else this.wanted.delete(key);
+    s.local4 = local4;
   }
 }
 
@@ -550,15 +790,19 @@ class SyncRun {
   readonly failures = new Map<ServiceKey, { code: string; error: string }>();
   private readonly r: Reconciler;
   private readonly report: SyncReport;
-  private readonly deletes: Array<{ service?: ServiceKey; name: string; previous: LbFrontend }> = [];
+  private readonly deletes: Array<{ service?: ServiceKey; frontend: FrontendRec; previous: LbFrontend }> = [];
   private readonly writes: FrontendWrite[] = [];
-  private readonly backendWrites = new Map<number, { backend: LbBackend; services: ServiceKey[] }>();
-  /** State of every frontend this run touches, before it touched it (for a rollback). */
-  private readonly before = new Map<string, LbFrontend | undefined>();
-  /** Backend ids that lost their last listing frontend in this run. */
-  private readonly zeroed = new Set<number>();
-  private readonly touchedNames = new Set<string>();
-  private readonly touchedBackendKeys = new Set<BackendKey>();
+  /** Backends to write, by record (BackendRec.pending points here), and who wants each. */
+  private readonly backendRecs: BackendRec[] = [];
+  private readonly backendWrites: LbBackend[] = [];
+  private readonly backendWriters: Array<ServiceKey | ServiceKey[]> = [];
+  /** The backends one Service's plan would write, until it is known to succeed. */
+  private readonly planned: BackendRec[] = [];
+  private readonly plannedWrites: LbBackend[] = [];
+  /** Backends that lost their last listing frontend in this run. */
+  private readonly zeroed = new Set<BackendRec>();
+  private readonly touchedFrontends: FrontendRec[] = [];
+  private readonly touchedBackends: BackendRec[] = [];
   private full = false;
 
   constructor(r: Reconciler, report: SyncReport) {
@@ -582,77 +826,136 @@ class SyncRun {
     }
   }
 
-  plan(desired: Map<ServiceKey, DesiredService>, full: boolean): void {
+  plan({ services, desired }: Recomputed, full: boolean): void {
     this.full = full;
-    const { backends: backendIds, revNats } = this.r.ids;
-    for (const key of [...desired.keys()].sort()) {
-      const d = desired.get(key)!;
-      const effective: DesiredFrontend[] = [];
-      for (const f of d.frontends) if (this.r.winner(f.name) === key) effective.push(f);
-      const owned: Array<readonly [string, string]> = [];
-      const writes: FrontendWrite[] = [];
-      const backendWrites: LbBackend[] = [];
-      const resolve = (list: BackendKey[]): number[] => {
-        const ids = new Array<number>(list.length);
-        for (let i = 0; i < list.length; i++) {
-          const bk = list[i]!;
-          const id = backendIds.allocate(bk);
-          const want = d.backends.get(bk) as DesiredBackend;
-          if (id === undefined) {
-            throw new WeftError(
-              'WEFT_ERR_IDS_EXHAUSTED',
-              `no free backend id for ${want.address}:${want.port}/${want.protocol}`,
-            );
-          }
-          if (!backendIs(this.r.mirrorBackend(id), id, want)) backendWrites.push(lbBackendOf(id, want));
-          ids[i] = id;
-        }
-        return ids;
-      };
+    for (const i of ascending(services)) {
+      const s = services[i]!;
+      const d = desired[i]!;
+      const key = s.key;
+      // Its claims are its desired frontends, in their order; it owns those it wins (nearly
+      // always all of them: then the same list).
+      const claimed = s.claimed;
+      let won = 0;
+      for (const f of claimed) if (winner(f) === key) won++;
+      const owned = won === claimed.length ? claimed : claimed.filter((f) => winner(f) === key);
+      const writesBefore = this.writes.length;
+      this.planned.length = 0;
+      this.plannedWrites.length = 0;
       try {
-        for (const f of effective) {
-          const name = f.name;
-          owned.push([name, f.portName]);
-          const revNat = revNats.allocate(name);
+        for (let j = 0; j < claimed.length; j++) {
+          const rec = claimed[j]!;
+          if (won < claimed.length && winner(rec) !== key) continue;
+          const f = d.frontends[j]!;
+          const revNat = this.r.revNatOf(rec);
           if (revNat === undefined) {
             throw new WeftError(
               'WEFT_ERR_IDS_EXHAUSTED',
-              `no free reverse NAT index for ${name}: all 65535 are in use; remove Services`,
+              `no free reverse NAT index for ${rec.name}: all 65535 are in use; remove Services`,
             );
           }
-          const previous = this.r.mirrorFrontend(name);
-          const ext = assignSlots(previous?.backends, resolve(f.backends));
+          const previous = rec.mirror;
+          const ext = assignSlots(previous?.backends, this.resolve(s, d, f.backends));
           const int = f.internalBackends
-            ? assignSlots(previous?.internalBackends, resolve(f.internalBackends))
+            ? assignSlots(previous?.internalBackends, this.resolve(s, d, f.internalBackends))
             : undefined;
-          const next = lbFrontendOf(f, revNat, ext, int);
-          if (!sameFrontend(previous, next)) writes.push({ service: key, name, next });
+          if (!frontendIs(previous, f, revNat, ext, int)) {
+            this.writes.push({
+              service: key,
+              frontend: rec,
+              previous,
+              next: lbFrontendOf(f, revNat, ext, int),
+            });
+          }
         }
       } catch (err) {
+        this.writes.length = writesBefore;
         this.fail(key, err);
         continue;
       }
-      this.writes.push(...writes);
-      for (const b of backendWrites) {
-        const have = this.backendWrites.get(b.id);
-        if (!have) this.backendWrites.set(b.id, { backend: b, services: [key] });
-        else if (!have.services.includes(key)) have.services.push(key);
+      this.takePlannedBackends(key);
+      for (let j = 0; j < claimed.length; j++) {
+        const rec = claimed[j]!;
+        if (won < claimed.length && winner(rec) !== key) continue;
+        const portName = d.frontends[j]!.portName;
+        if (rec.owner !== key || rec.portName !== portName) {
+          rec.owner = key;
+          rec.portName = portName;
+        }
       }
-      for (const name of this.r.setOwned(key, owned)) {
-        this.touchedNames.add(name);
+      for (const rec of this.r.setOwned(s, owned)) {
+        this.touchedFrontends.push(rec);
         // Another Service that claims it takes it over (it is in this run: claims changed).
-        if (this.r.hasClaims(name)) continue;
-        const previous = this.r.mirrorFrontend(name);
-        if (previous) this.deletes.push({ service: key, name, previous });
+        if (rec.claimants !== undefined) continue;
+        const previous = rec.mirror;
+        if (previous) this.deletes.push({ service: key, frontend: rec, previous });
       }
     }
     if (full) {
-      const deleting = new Set(this.deletes.map((d) => d.name));
-      for (const name of this.r.frontendNames()) {
-        if (this.r.hasClaims(name) || deleting.has(name)) continue;
-        this.touchedNames.add(name);
-        this.deletes.push({ name, previous: this.r.mirrorFrontend(name)! });
+      const deleting = new Set(this.deletes.map((d) => d.frontend));
+      const orphans: FrontendRec[] = [];
+      for (const rec of this.r.frontendRecs()) {
+        if (rec.mirror && rec.claimants === undefined && !deleting.has(rec)) orphans.push(rec);
       }
+      for (const rec of orphans.sort((a, b) => a.held - b.held)) {
+        this.touchedFrontends.push(rec);
+        this.deletes.push({ frontend: rec, previous: rec.mirror! });
+      }
+    }
+  }
+
+  /**
+   * The ids of `list`, backends `s` wants (allocated as needed); those whose entry in the maps
+   * is not yet right are planned.
+   */
+  private resolve(s: ServiceRec, d: DesiredService, list: BackendKey[]): number[] {
+    const wanted = s.wanted;
+    const ids = new Array<number>(list.length);
+    for (let i = 0; i < list.length; i++) {
+      const bk = list[i]!;
+      // A few backends (the usual Service): a scan of its records; more: a lookup.
+      let rec: BackendRec | undefined;
+      if (wanted.length <= 16) {
+        for (let j = 0; j < wanted.length; j++) {
+          if (wanted[j]!.key === bk) {
+            rec = wanted[j];
+            break;
+          }
+        }
+      }
+      rec ??= this.r.wantedBackend(bk);
+      const id = this.r.backendId(rec);
+      const want = d.backends.get(bk) as DesiredBackend;
+      if (id === undefined) {
+        throw new WeftError(
+          'WEFT_ERR_IDS_EXHAUSTED',
+          `no free backend id for ${want.address}:${want.port}/${want.protocol}`,
+        );
+      }
+      if (!backendIs(rec.mirror, id, want)) {
+        this.planned.push(rec);
+        this.plannedWrites.push(lbBackendOf(id, want));
+      }
+      ids[i] = id;
+    }
+    return ids;
+  }
+
+  /** What `service` planned goes to the run's backend writes: each once, with all who want it. */
+  private takePlannedBackends(service: ServiceKey): void {
+    for (let i = 0; i < this.planned.length; i++) {
+      const rec = this.planned[i]!;
+      const at = rec.pending;
+      if (at < this.backendRecs.length && this.backendRecs[at] === rec) {
+        const w = this.backendWriters[at]!;
+        if (typeof w !== 'string') {
+          if (!w.includes(service)) w.push(service);
+        } else if (w !== service) this.backendWriters[at] = [w, service];
+        continue;
+      }
+      rec.pending = this.backendRecs.length;
+      this.backendRecs.push(rec);
+      this.backendWrites.push(this.plannedWrites[i]!);
+      this.backendWriters.push(service);
     }
   }
 
@@ -666,15 +969,14 @@ class SyncRun {
 
   private deleteFrontends(): void {
     if (this.deletes.length === 0) return;
-    for (const d of this.deletes) this.remember(d.name);
     try {
       this.r.writer.updateFrontends(this.deletes.map((d) => ({ previous: d.previous, next: undefined })));
-      for (const d of this.deletes) this.r.setFrontend(d.name, undefined, this.zeroed);
+      for (const d of this.deletes) this.r.setFrontend(d.frontend, undefined, this.zeroed);
       this.report.frontendsDeleted += this.deletes.length;
     } catch (err) {
       this.r.logger.error({ err: errorText(err), code: errorCode(err) }, 'removing frontends failed');
       for (const d of this.deletes) {
-        const now = this.readBack(d.previous);
+        const now = this.readBack(d.frontend, d.previous);
         if (now) this.failures.set(d.service ?? '(orphans)', { code: errorCode(err), error: errorText(err) });
         else this.report.frontendsDeleted++;
       }
@@ -682,39 +984,43 @@ class SyncRun {
   }
 
   private writeBackends(): void {
-    if (this.backendWrites.size === 0) return;
-    const list = [...this.backendWrites.values()];
+    const recs = this.backendRecs;
+    if (recs.length === 0) return;
     try {
-      this.r.writer.upsertBackends(list.map((w) => w.backend));
-      for (const w of list) this.r.setBackend(w.backend.id, w.backend);
-      this.report.backendsWritten += list.length;
+      this.r.writer.upsertBackends(this.backendWrites);
+      for (let i = 0; i < recs.length; i++) this.r.setBackend(recs[i]!, this.backendWrites[i]);
+      this.report.backendsWritten += recs.length;
     } catch (err) {
       this.r.logger.error({ err: errorText(err), code: errorCode(err) }, 'writing backends failed');
-      for (const w of list) {
-        const now = this.r.writer.backend(w.backend.id);
-        this.r.setBackend(w.backend.id, now);
-        if (sameBackend(now, w.backend)) this.report.backendsWritten++;
-        else for (const s of w.services) this.fail(s, err);
+      for (let i = 0; i < recs.length; i++) {
+        const b = this.backendWrites[i]!;
+        const now = this.r.writer.backend(b.id);
+        this.r.setBackend(recs[i]!, now);
+        if (sameBackend(now, b)) {
+          this.report.backendsWritten++;
+          continue;
+        }
+        const w = this.backendWriters[i]!;
+        if (typeof w === 'string') this.fail(w, err);
+        else for (const s of w) this.fail(s, err);
       }
     }
   }
 
   private writeFrontends(): void {
     // A Service goes all or nothing: drop every write of a Service that already failed.
-    const writes = this.writes.filter((w) => !this.failures.has(w.service));
+    const writes = this.withoutFailed(this.writes);
     if (writes.length === 0) return;
     for (const w of writes) {
-      forEachId(w.next, (id) => {
-        if (!this.r.mirrorBackend(id)) {
-          this.fail(
-            w.service,
-            new WeftError('WEFT_ERR_MAP_FULL', `backend ${id} of ${w.name} is not in the maps`),
-          );
-        }
-      });
+      const missing = this.missingBackend(w.next);
+      if (missing !== undefined) {
+        this.fail(
+          w.service,
+          new WeftError('WEFT_ERR_MAP_FULL', `backend ${missing} of ${w.frontend.name} is not in the maps`),
+        );
+      }
     }
-    const ready = writes.filter((w) => !this.failures.has(w.service));
-    for (const w of ready) this.remember(w.name);
+    const ready = this.withoutFailed(writes);
     try {
       this.apply(ready);
       return;
@@ -723,7 +1029,7 @@ class SyncRun {
         { err: errorText(err), code: errorCode(err), frontends: ready.length },
         'batch of frontend changes did not fit; applying Service by Service',
       );
-      for (const w of ready) this.readBack(w.next);
+      for (const w of ready) this.readBack(w.frontend, w.next);
     }
     // The slow path: each Service on its own, rolled back to where it stood if it does not fit.
     const byService = new Map<ServiceKey, FrontendWrite[]>();
@@ -733,105 +1039,105 @@ class SyncRun {
       byService.set(w.service, list);
     }
     for (const [service, list] of [...byService].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      const pending = list.filter((w) => !sameFrontend(this.r.mirrorFrontend(w.name), w.next));
+      const pending = list.filter((w) => !sameFrontend(w.frontend.mirror, w.next));
       try {
         this.apply(pending);
       } catch (err) {
         this.fail(service, err);
-        for (const w of pending) this.readBack(w.next);
+        for (const w of pending) this.readBack(w.frontend, w.next);
         const rollback = list
-          .filter((w) => !sameFrontend(this.r.mirrorFrontend(w.name), this.before.get(w.name)))
-          .map((w) => ({ name: w.name, address: w.next, next: this.before.get(w.name) }));
+          .filter((w) => !sameFrontend(w.frontend.mirror, w.previous))
+          .map((w) => ({ frontend: w.frontend, address: w.next, next: w.previous }));
         try {
-          this.r.writer.updateFrontends(
-            rollback.map((x) => ({ previous: this.r.mirrorFrontend(x.name), next: x.next })),
-          );
-          for (const x of rollback) this.r.setFrontend(x.name, x.next, this.zeroed);
+          this.r.writer.updateFrontends(rollback.map((x) => ({ previous: x.frontend.mirror, next: x.next })));
+          for (const x of rollback) this.r.setFrontend(x.frontend, x.next, this.zeroed);
         } catch (rollbackErr) {
           this.r.logger.error(
             { err: errorText(rollbackErr), service },
             'rolling a Service back to its previous state failed',
           );
-          for (const x of rollback) this.readBack(x.address);
+          for (const x of rollback) this.readBack(x.frontend, x.address);
         }
       }
     }
-    this.report.frontendsWritten = ready.filter((w) =>
-      sameFrontend(this.r.mirrorFrontend(w.name), w.next),
-    ).length;
+    this.report.frontendsWritten = ready.filter((w) => sameFrontend(w.frontend.mirror, w.next)).length;
+  }
+
+  private withoutFailed(writes: FrontendWrite[]): FrontendWrite[] {
+    return this.failures.size === 0 ? writes : writes.filter((w) => !this.failures.has(w.service));
+  }
+
+  /** The first backend id `f` lists that the maps do not hold. */
+  private missingBackend(f: LbFrontend): number | undefined {
+    for (const id of f.backends) if (!this.r.mirrorBackend(id)) return id;
+    for (const id of f.internalBackends ?? none) if (!this.r.mirrorBackend(id)) return id;
+    return undefined;
   }
 
   private apply(writes: FrontendWrite[]): void {
     if (writes.length === 0) return;
-    this.r.writer.updateFrontends(
-      writes.map((w) => ({ previous: this.r.mirrorFrontend(w.name), next: w.next })),
-    );
-    for (const w of writes) this.r.setFrontend(w.name, w.next, this.zeroed);
+    this.r.writer.updateFrontends(writes.map((w) => ({ previous: w.frontend.mirror, next: w.next })));
+    for (const w of writes) this.r.setFrontend(w.frontend, w.next, this.zeroed);
     this.report.frontendsWritten += writes.length;
   }
 
   private deleteBackends(): void {
     const candidates = new Set(this.zeroed);
     // Written for a Service whose frontends then did not fit: nothing lists them.
-    if (this.failures.size > 0) for (const id of this.backendWrites.keys()) candidates.add(id);
-    const ids = [...candidates].filter((id) => this.r.refCount(id) === 0 && this.r.mirrorBackend(id));
+    if (this.failures.size > 0) for (const b of this.backendRecs) candidates.add(b);
+    const recs = [...candidates].filter((b) => b.refs === 0 && b.mirror);
     if (this.full) {
-      for (const id of this.r.backendIdsInMaps()) {
-        if (this.r.refCount(id) === 0 && !candidates.has(id)) ids.push(id);
+      const orphans: BackendRec[] = [];
+      for (const b of this.r.backendRecsById()) {
+        if (b.mirror && b.refs === 0 && !candidates.has(b)) orphans.push(b);
       }
+      for (const b of orphans.sort((x, y) => x.held - y.held)) recs.push(b);
     }
-    if (ids.length === 0) return;
+    if (recs.length === 0) return;
     try {
-      this.r.writer.removeBackends(ids);
-      for (const id of ids) {
-        const b = this.r.mirrorBackend(id)!;
-        this.touchedBackendKeys.add(backendKeyOf(b));
-        this.r.setBackend(id, undefined);
+      this.r.writer.removeBackends(recs.map((b) => b.id));
+      for (const b of recs) {
+        const owner = this.r.backendOfKey(backendKeyOf(b.mirror!));
+        if (owner) this.touchedBackends.push(owner);
+        this.r.setBackend(b, undefined);
       }
-      this.report.backendsDeleted += ids.length;
+      this.report.backendsDeleted += recs.length;
     } catch (err) {
       this.r.logger.error({ err: errorText(err), code: errorCode(err) }, 'removing backends failed');
-      for (const id of ids) this.r.setBackend(id, this.r.writer.backend(id));
+      for (const b of recs) this.r.setBackend(b, this.r.writer.backend(b.id));
     }
   }
 
-  /** Ids nothing wants and the maps do not hold go back to their allocator. */
+  /** Ids nothing wants and the maps do not hold go back. */
   private releaseIds(): void {
-    const { backends: backendIds, revNats } = this.r.ids;
     const unwanted = this.r.takeUnwanted();
-    for (const name of unwanted.names) this.touchedNames.add(name);
-    for (const key of unwanted.backends) this.touchedBackendKeys.add(key);
-    for (const name of this.touchedNames) {
-      if (!this.r.hasClaims(name) && !this.r.mirrorFrontend(name)) revNats.release(name);
+    for (const f of this.touchedFrontends.concat(unwanted.frontends)) {
+      if (f.claimants === undefined && !f.mirror) this.r.releaseFrontend(f);
     }
-    for (const key of this.touchedBackendKeys) {
-      const id = backendIds.get(key);
-      if (id === undefined) continue;
-      if (!this.r.backendWanted(key) && !this.r.mirrorBackend(id)) backendIds.release(key);
-    }
-  }
-
-  private remember(name: string): void {
-    if (!this.before.has(name)) this.before.set(name, this.r.mirrorFrontend(name));
+    for (const b of this.touchedBackends.concat(unwanted.backends)) this.r.releaseBackend(b);
   }
 
   /** After a failed write: what the maps really hold for this frontend now. */
-  private readBack(f: FrontendAddress): LbFrontend | undefined {
-    const name = frontendId(f);
+  private readBack(rec: FrontendRec, f: FrontendAddress): LbFrontend | undefined {
     let now: LbFrontend | undefined;
     try {
       now = this.r.writer.frontend(f);
       // The LB maps hold only the flag of loadBalancerSourceRanges; the NodePort maps still
       // hold the ranges the mirror knew (the agent writes them after a sync).
-      const had = this.r.mirrorFrontend(name);
+      const had = rec.mirror;
       if (now?.sourceRanges?.length === 0 && had?.sourceRanges && had.revNatIndex === now.revNatIndex) {
         now.sourceRanges = had.sourceRanges;
       }
     } catch (err) {
-      this.r.logger.error({ err: errorText(err), frontend: name }, 'reading a frontend back failed');
-      now = this.r.mirrorFrontend(name);
+      this.r.logger.error({ err: errorText(err), frontend: rec.name }, 'reading a frontend back failed');
+      now = rec.mirror;
     }
-    this.r.setFrontend(name, now, this.zeroed);
+    this.r.setFrontend(rec, now, this.zeroed);
     return now;
   }
+}
+
+function winner(f: FrontendRec): ServiceKey | undefined {
+  const c = f.claimants;
+  return c === undefined ? undefined : lowest(c);
 }
