@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { parseEndpointSlice, parseNode, parseService } from '../../src/agent/k8s/objects.js';
 import { desiredService, endpointsForPort } from '../../src/agent/services/desired.js';
-import type {
-  BackendKey,
-  DesiredService,
-  EndpointSliceInfo,
-  NodeInfo,
+import {
+  backendKeyOf,
+  type DesiredService,
+  type EndpointSliceInfo,
+  type NodeInfo,
 } from '../../src/agent/services/types.js';
 import { node, service, slice } from './agent-fixtures.js';
 
@@ -32,10 +32,10 @@ function desired(svc: unknown, slices: unknown[] = [], nodeObjects: unknown[] = 
 /** frontend "addr:port/proto type" → backends ("addr:port"), with "int:" lists for two scopes. */
 function summary(d: DesiredService): Record<string, string> {
   const out: Record<string, string> = {};
-  const b = (keys: BackendKey[]) =>
-    keys
-      .map((k) => {
-        const e = d.backends.get(k)!;
+  const b = (list: number[]) =>
+    list
+      .map((i) => {
+        const e = d.backends[i]!;
         return `${e.address}:${e.port}`;
       })
       .join(' ') || '-';
@@ -429,10 +429,88 @@ describe('Service → frontends and backends (Kubernetes semantics)', () => {
         ep('10.244.2.2', 'node-b', { ready: false, serving: true, terminating: true }),
       ]),
     ]);
-    expect([...d.backends.values()]).toEqual([
-      { address: '10.244.1.2', port: 80, protocol: 'TCP', state: 'terminating', local: true },
-      { address: '10.244.2.2', port: 80, protocol: 'TCP', state: 'terminating', local: false },
+    expect(d.backends).toEqual([
+      {
+        key: backendKeyOf({ address: '10.244.1.2', port: 80, protocol: 'TCP' }),
+        address: '10.244.1.2',
+        port: 80,
+        protocol: 'TCP',
+        state: 'terminating',
+        local: true,
+      },
+      {
+        key: backendKeyOf({ address: '10.244.2.2', port: 80, protocol: 'TCP' }),
+        address: '10.244.2.2',
+        port: 80,
+        protocol: 'TCP',
+        state: 'terminating',
+        local: false,
+      },
     ]);
+  });
+
+  it('one pod behind two Service ports on the same target port is one backend; a terminating copy wins', () => {
+    const svc = service('two', {
+      ports: [
+        { name: 'a', port: 80 },
+        { name: 'b', port: 81 },
+      ],
+    });
+    const slices = [
+      slice('two-1', 'two', [ep('10.244.1.2'), ep('10.244.1.3')], [{ name: 'a', port: 8080 }]),
+      slice(
+        'two-2',
+        'two',
+        [ep('10.244.1.2', 'node-b', { terminating: true }), ep('10.244.1.4')],
+        [{ name: 'b', port: 8080 }],
+      ),
+    ];
+    const d = desired(svc, slices);
+    expect(summary(d)).toEqual({
+      '10.96.0.10:80/TCP ClusterIP': '10.244.1.2:8080 10.244.1.3:8080',
+      '10.96.0.10:81/TCP ClusterIP': '10.244.1.2:8080 10.244.1.4:8080',
+    });
+    expect(d.backends.map((b) => `${b.address}:${b.port} ${b.state}`)).toEqual([
+      '10.244.1.2:8080 terminating',
+      '10.244.1.3:8080 active',
+      '10.244.1.4:8080 active',
+    ]);
+    for (const b of d.backends) expect(b.key).toBe(backendKeyOf(b));
+  });
+
+  it('many endpoints under two ports: each backend once, lists in key order', () => {
+    const ips = Array.from({ length: 20 }, (_, i) => `10.244.1.${40 - i}`);
+    const svc = service('many', {
+      internalTrafficPolicy: 'Local',
+      ports: [
+        { name: 'a', port: 80 },
+        { name: 'b', port: 81 },
+      ],
+    });
+    const slices = [
+      slice(
+        'many-1',
+        'many',
+        ips.map((ip, i) => ep(ip, i % 2 === 0 ? 'node-a' : 'node-b')),
+        [
+          { name: 'a', port: 8080 },
+          { name: 'b', port: 8080 },
+        ],
+      ),
+    ];
+    const d = desired(svc, slices);
+    // Local: only this node's endpoints are listed, and only those are wanted.
+    const local = ips
+      .filter((_, i) => i % 2 === 0)
+      .sort(
+        (x, y) =>
+          (backendKeyOf({ address: x, port: 8080, protocol: 'TCP' }) as number) -
+          (backendKeyOf({ address: y, port: 8080, protocol: 'TCP' }) as number),
+      );
+    const want = local.map((ip) => `${ip}:8080`).join(' ');
+    expect(summary(d)).toEqual({ '10.96.0.10:80/TCP ClusterIP': want, '10.96.0.10:81/TCP ClusterIP': want });
+    expect(d.backends.map((b) => b.address).sort()).toEqual([...local].sort());
+    expect(new Set(d.backends.map((b) => b.key)).size).toBe(d.backends.length);
   });
 
   it('the result does not depend on the order slices and nodes arrive in', () => {
@@ -444,7 +522,7 @@ describe('Service → frontends and backends (Kubernetes semantics)', () => {
     const a = desired(svc, slices, nodes);
     const b = desired(svc, [...slices].reverse(), [...nodes].reverse());
     expect(a.frontends).toEqual(b.frontends);
-    expect([...a.backends.entries()].sort()).toEqual([...b.backends.entries()].sort());
+    expect(a.backends).toEqual(b.backends);
   });
 });
 

@@ -19,18 +19,22 @@
  */
 import {
   type BackendKey,
-  backendKeyOf,
+  backendKey,
   compareBackendKeys,
   type DesiredBackend,
   type DesiredFrontend,
   type DesiredService,
+  type EndpointPortInfo,
   type EndpointSliceInfo,
   type FrontendType,
   type IpFamily,
+  type LbProtocol,
   type NodeInfo,
   type ServiceInfo,
+  type ServiceKey,
   type ServicePortInfo,
   serviceKey,
+  type TrafficPolicy,
 } from './types.js';
 
 function familyOf(address: string): IpFamily {
@@ -129,9 +133,13 @@ export function endpointsForPort(
 /** kube-proxy's choice: the ready endpoints, or, when none is ready, the serving+terminating ones. */
 export function usableEndpoints<T extends { ready: boolean; serving: boolean; terminating: boolean }>(
   endpoints: readonly T[],
-): T[] {
-  const ready = endpoints.filter((e) => e.ready);
-  return ready.length > 0 ? ready : endpoints.filter((e) => e.serving && e.terminating);
+): readonly T[] {
+  // Every endpoint ready (the usual case): the list itself, not a copy.
+  let ready = 0;
+  for (let i = 0; i < endpoints.length; i++) if (endpoints[i]!.ready) ready++;
+  if (ready === endpoints.length) return endpoints;
+  if (ready > 0) return endpoints.filter((e) => e.ready);
+  return endpoints.filter((e) => e.serving && e.terminating);
 }
 
 function compareKeys(a: string, b: string): number {
@@ -139,30 +147,195 @@ function compareKeys(a: string, b: string): number {
 }
 
 /**
- * The sorted backend keys of `list`, each recorded in `backends`: the same pod under two
- * Services (or ports) is one backend, and a terminating copy wins.
+ * The backends of the Service being computed: a list, and above a few of them, an index by key
+ * (built on the way). Module state: desiredService is synchronous and resets it on entry.
  */
-function backendKeys(
-  list: readonly Candidate[],
-  protocol: ServicePortInfo['protocol'],
-  backends: Map<BackendKey, DesiredBackend>,
-): BackendKey[] {
-  const keys = new Array<BackendKey>(list.length);
+let backendIndex: Map<BackendKey, number> | undefined;
+
+/**
+ * The index in `backends` of the backend (address, port, protocol), recorded there if new: the
+ * same pod under two Services (or ports) is one backend, and a terminating copy wins.
+ */
+function backendAt(
+  backends: DesiredBackend[],
+  address: string,
+  port: number,
+  protocol: LbProtocol,
+  terminating: boolean,
+  local: boolean,
+): number {
+  const key = backendKey(address, port, protocol);
+  let at: number | undefined;
+  if (backendIndex) at = backendIndex.get(key);
+  else {
+    for (let i = 0; i < backends.length; i++) {
+      if (backends[i]!.key === key) {
+        at = i;
+        break;
+      }
+    }
+  }
+  if (at === undefined) {
+    at = backends.length;
+    backends.push(desiredBackend(key, address, port, protocol, terminating, local));
+    if (backendIndex) backendIndex.set(key, at);
+    else if (backends.length > 16) {
+      backendIndex = new Map();
+      for (let i = 0; i < backends.length; i++) backendIndex.set(backends[i]!.key, i);
+    }
+  } else if (terminating && backends[at]!.state !== 'terminating') {
+    backends[at] = desiredBackend(key, address, port, protocol, terminating, local);
+  }
+  return at;
+}
+
+function desiredBackend(
+  key: BackendKey,
+  address: string,
+  port: number,
+  protocol: LbProtocol,
+  terminating: boolean,
+  local: boolean,
+): DesiredBackend {
+  return { key, address, port, protocol, state: terminating ? 'terminating' : 'active', local };
+}
+
+/** `list` (indexes into `backends`) in the order of their keys. */
+function sortByKey(list: number[], backends: readonly DesiredBackend[]): number[] {
+  for (let i = 1; i < list.length; i++) {
+    if (compareBackendKeys(backends[list[i - 1]!]!.key, backends[list[i]!]!.key) > 0) {
+      return list.sort((a, b) => compareBackendKeys(backends[a]!.key, backends[b]!.key));
+    }
+  }
+  return list;
+}
+
+/** The backends of `list` (recorded in `backends`), as indexes in the order of their keys. */
+function backendList(list: readonly Candidate[], protocol: LbProtocol, backends: DesiredBackend[]): number[] {
+  const out = new Array<number>(list.length);
   for (let i = 0; i < list.length; i++) {
     const c = list[i]!;
-    const b: DesiredBackend = {
-      address: c.address,
-      port: c.port,
-      protocol,
-      state: c.terminating ? 'terminating' : 'active',
-      local: c.local,
-    };
-    const key = backendKeyOf(b);
-    const have = backends.get(key);
-    if (!have || (b.state === 'terminating' && have.state !== 'terminating')) backends.set(key, b);
-    keys[i] = key;
+    out[i] = backendAt(backends, c.address, c.port, protocol, c.terminating, c.local);
   }
-  return keys.sort(compareBackendKeys);
+  return sortByKey(out, backends);
+}
+
+/**
+ * As backendList(usableEndpoints(endpointsForPort(...))) for one slice whose endpoints are all
+ * ready under distinct addresses (the usual Service), without the copies; `localOnly`: only
+ * this node's. undefined: not such a slice.
+ */
+function readyBackendList(
+  slice: EndpointSliceInfo,
+  port: number,
+  protocol: LbProtocol,
+  nodeName: string,
+  localOnly: boolean,
+  backends: DesiredBackend[],
+): number[] {
+  const endpoints = slice.endpoints;
+  let n = 0;
+  for (let i = 0; i < endpoints.length; i++) {
+    const e = endpoints[i]!;
+    if (!localOnly || (e.nodeName !== undefined && e.nodeName === nodeName)) n++;
+  }
+  const out = new Array<number>(n);
+  let j = 0;
+  for (let i = 0; i < endpoints.length; i++) {
+    const e = endpoints[i]!;
+    const local = e.nodeName !== undefined && e.nodeName === nodeName;
+    if (localOnly && !local) continue;
+    out[j++] = backendAt(backends, e.address, port, protocol, e.terminating, local);
+  }
+  return sortByKey(out, backends);
+}
+
+/** Whether every endpoint of `slice` is ready and no two share an address. */
+function allReadyAndDistinct(slice: EndpointSliceInfo): boolean {
+  const endpoints = slice.endpoints;
+  if (endpoints.length > 8) return false;
+  for (let i = 0; i < endpoints.length; i++) {
+    const e = endpoints[i]!;
+    if (!e.ready) return false;
+    for (let k = 0; k < i; k++) if (endpoints[k]!.address === e.address) return false;
+  }
+  return true;
+}
+
+/** The slice port matching a Service port (name and protocol). */
+function slicePort(slice: EndpointSliceInfo, port: ServicePortInfo): EndpointPortInfo | undefined {
+  const ports = slice.ports;
+  for (let i = 0; i < ports.length; i++) {
+    const p = ports[i]!;
+    if (p.name === port.name && p.protocol === port.protocol) return p;
+  }
+  return undefined;
+}
+
+/**
+ * The backend lists of one Service port in one family (cluster-wide, node-local), and whether
+ * each went to a frontend yet: each list goes to its first user as it is, to every other as a
+ * copy. Module state, as backendIndex.
+ */
+let clusterList: number[] = [];
+let localList: number[] = [];
+let clusterGiven = false;
+let localGiven = false;
+
+function listFor(policy: TrafficPolicy): number[] {
+  const list = policy === 'Local' ? localList : clusterList;
+  const given = list === clusterList ? clusterGiven : localGiven;
+  if (list === clusterList) clusterGiven = true;
+  if (list === localList) localGiven = true;
+  return given ? list.slice() : list;
+}
+
+/** Adds the frontend (address, portNumber) of `port` to `out`; false: `out` already has it. */
+function addFrontend(
+  out: DesiredService,
+  svc: ServiceInfo,
+  port: ServicePortInfo,
+  family: IpFamily,
+  address: string,
+  portNumber: number,
+  type: FrontendType,
+): boolean {
+  const name = `${family === 6 ? `[${address}]` : address}:${portNumber}/${port.protocol}`;
+  // A handful per Service: a scan (a Set per Service costs more).
+  const frontends = out.frontends;
+  for (let i = 0; i < frontends.length; i++) if (frontends[i]!.name === name) return false;
+  const f: DesiredFrontend = {
+    name,
+    address,
+    port: portNumber,
+    protocol: port.protocol,
+    type,
+    portName: port.name,
+    backends: clusterList,
+    externalTrafficPolicy: svc.externalTrafficPolicy,
+    internalTrafficPolicy: svc.internalTrafficPolicy,
+  };
+  if (svc.affinityTimeoutSeconds !== undefined) f.affinityTimeoutSeconds = svc.affinityTimeoutSeconds;
+  if (type === 'LoadBalancer' && svc.loadBalancerSourceRanges.length > 0) {
+    // As kube-proxy: the ranges of the frontend's family; none of it → unrestricted.
+    const ranges = svc.loadBalancerSourceRanges.filter(
+      (c) => familyOf(c.slice(0, c.indexOf('/'))) === family,
+    );
+    if (ranges.length > 0) f.sourceRanges = ranges;
+  }
+  if (type === 'ClusterIP') {
+    // Only in-cluster clients reach a ClusterIP: one scope, internalTrafficPolicy; the
+    // external policy does not apply to it.
+    f.externalTrafficPolicy = 'Cluster';
+    f.backends = listFor(svc.internalTrafficPolicy);
+  } else {
+    f.backends = listFor(svc.externalTrafficPolicy);
+    if (svc.externalTrafficPolicy !== svc.internalTrafficPolicy) {
+      f.internalBackends = listFor(svc.internalTrafficPolicy);
+    }
+  }
+  frontends.push(f);
+  return true;
 }
 
 export function desiredService(
@@ -170,18 +343,14 @@ export function desiredService(
   slices: readonly EndpointSliceInfo[],
   nodes: readonly NodeInfo[],
   nodeName: string,
+  key: ServiceKey = serviceKey(svc.namespace, svc.name),
 ): DesiredService {
-  const out: DesiredService = {
-    key: serviceKey(svc.namespace, svc.name),
-    frontends: [],
-    backends: new Map(),
-  };
+  const out: DesiredService = { key, frontends: [], backends: [] };
   if (svc.type === 'ExternalName' || svc.headless || svc.clusterIPs.length === 0) return out;
+  backendIndex = undefined;
 
   const sortedSlices = slices.length > 1 ? [...slices].sort((a, b) => compareKeys(a.name, b.name)) : slices;
   let ownNode: NodeInfo | undefined;
-  // Frontend names so far: a handful per Service, so a list (a Set per Service costs more).
-  const seenFrontends: string[] = [];
   // With one port in one family and no Local policy, only the cluster-wide list is ever listed:
   // the node-local one (a subset of the same candidates, or backends nothing lists) is skipped,
   // and so is the final pass that drops backends no frontend lists.
@@ -194,63 +363,36 @@ export function desiredService(
   for (const port of svc.ports) {
     for (const clusterIP of svc.clusterIPs) {
       const family = familyOf(clusterIP);
-      const candidates = endpointsForPort(port, family, sortedSlices, nodeName);
-      const clusterKeys = backendKeys(usableEndpoints(candidates), port.protocol, out.backends);
-      const localKeys = usesLocal
-        ? backendKeys(usableEndpoints(candidates.filter((c) => c.local)), port.protocol, out.backends)
-        : clusterKeys;
-      // Each list goes to its first user as it is, to every other as a copy.
-      let clusterGiven = false;
-      let localGiven = false;
-      const listFor = (policy: 'Cluster' | 'Local'): BackendKey[] => {
-        const list = policy === 'Local' ? localKeys : clusterKeys;
-        const given = list === clusterKeys ? clusterGiven : localGiven;
-        if (list === clusterKeys) clusterGiven = true;
-        if (list === localKeys) localGiven = true;
-        return given ? [...list] : list;
-      };
+      // The one slice of the family with the port, if all its endpoints are ready under
+      // distinct addresses (then endpointsForPort would copy them as they are).
+      let only: EndpointSliceInfo | undefined;
+      let onlyPort: EndpointPortInfo | undefined;
+      let matching = 0;
+      for (const slice of sortedSlices) {
+        if (slice.family !== family) continue;
+        const sp = slicePort(slice, port);
+        if (!sp) continue;
+        matching++;
+        only = slice;
+        onlyPort = sp;
+      }
+      if (matching === 1 && allReadyAndDistinct(only!)) {
+        const p = onlyPort!.port;
+        clusterList = readyBackendList(only!, p, port.protocol, nodeName, false, out.backends);
+        localList = usesLocal
+          ? readyBackendList(only!, p, port.protocol, nodeName, true, out.backends)
+          : clusterList;
+      } else {
+        const candidates = matching === 0 ? [] : endpointsForPort(port, family, sortedSlices, nodeName);
+        clusterList = backendList(usableEndpoints(candidates), port.protocol, out.backends);
+        localList = usesLocal
+          ? backendList(usableEndpoints(candidates.filter((c) => c.local)), port.protocol, out.backends)
+          : clusterList;
+      }
+      clusterGiven = false;
+      localGiven = false;
 
-      const add = (address: string, portNumber: number, type: FrontendType) => {
-        const name = `${family === 6 ? `[${address}]` : address}:${portNumber}/${port.protocol}`;
-        if (seenFrontends.includes(name)) {
-          maybeUnlisted = true;
-          return;
-        }
-        seenFrontends.push(name);
-        const f: DesiredFrontend = {
-          name,
-          address,
-          port: portNumber,
-          protocol: port.protocol,
-          type,
-          portName: port.name,
-          backends: [],
-          externalTrafficPolicy: svc.externalTrafficPolicy,
-          internalTrafficPolicy: svc.internalTrafficPolicy,
-        };
-        if (svc.affinityTimeoutSeconds !== undefined) f.affinityTimeoutSeconds = svc.affinityTimeoutSeconds;
-        if (type === 'LoadBalancer' && svc.loadBalancerSourceRanges.length > 0) {
-          // As kube-proxy: the ranges of the frontend's family; none of it → unrestricted.
-          const ranges = svc.loadBalancerSourceRanges.filter(
-            (c) => familyOf(c.slice(0, c.indexOf('/'))) === family,
-          );
-          if (ranges.length > 0) f.sourceRanges = ranges;
-        }
-        if (type === 'ClusterIP') {
-          // Only in-cluster clients reach a ClusterIP: one scope, internalTrafficPolicy; the
-          // external policy does not apply to it.
-          f.externalTrafficPolicy = 'Cluster';
-          f.backends = listFor(svc.internalTrafficPolicy);
-        } else {
-          f.backends = listFor(svc.externalTrafficPolicy);
-          if (svc.externalTrafficPolicy !== svc.internalTrafficPolicy) {
-            f.internalBackends = listFor(svc.internalTrafficPolicy);
-          }
-        }
-        out.frontends.push(f);
-      };
-
-      add(clusterIP, port.port, 'ClusterIP');
+      if (!addFrontend(out, svc, port, family, clusterIP, port.port, 'ClusterIP')) maybeUnlisted = true;
       if (port.nodePort !== undefined && (svc.type === 'NodePort' || svc.type === 'LoadBalancer')) {
         // Like kube-proxy and Cilium, a node serves NodePorts on its own addresses only: a client
         // of another node's address is that node's to balance, with that node's endpoints. (Every
@@ -258,24 +400,57 @@ export function desiredService(
         // rev_nat_index per node per nodePort.)
         ownNode ??= nodes.find((n) => n.name === nodeName);
         for (const nodeIP of ownNode?.internalIPs ?? []) {
-          if (familyOf(nodeIP) === family) add(nodeIP, port.nodePort, 'NodePort');
+          if (
+            familyOf(nodeIP) === family &&
+            !addFrontend(out, svc, port, family, nodeIP, port.nodePort, 'NodePort')
+          )
+            maybeUnlisted = true;
         }
       }
-      for (const ip of svc.externalIPs) if (familyOf(ip) === family) add(ip, port.port, 'ExternalIP');
+      for (const ip of svc.externalIPs) {
+        if (familyOf(ip) === family && !addFrontend(out, svc, port, family, ip, port.port, 'ExternalIP'))
+          maybeUnlisted = true;
+      }
       if (svc.type === 'LoadBalancer') {
-        for (const ip of svc.loadBalancerIPs) if (familyOf(ip) === family) add(ip, port.port, 'LoadBalancer');
+        for (const ip of svc.loadBalancerIPs) {
+          if (familyOf(ip) === family && !addFrontend(out, svc, port, family, ip, port.port, 'LoadBalancer'))
+            maybeUnlisted = true;
+        }
       }
     }
   }
-  if (!maybeUnlisted) return out;
-  // Backends no frontend lists (a local-only list left some out) are not wanted.
-  const listed = new Set<BackendKey>();
-  for (const f of out.frontends) {
-    for (const k of f.backends) listed.add(k);
-    for (const k of f.internalBackends ?? []) listed.add(k);
-  }
-  for (const k of [...out.backends.keys()]) if (!listed.has(k)) out.backends.delete(k);
+  clusterList = [];
+  localList = [];
+  backendIndex = undefined;
+  if (maybeUnlisted) dropUnlisted(out);
   return out;
+}
+
+/**
+ * Drops the backends no frontend lists (a local-only list left some out), keeping the order of
+ * the rest and renumbering the frontends' lists (each its own array).
+ */
+function dropUnlisted(out: DesiredService): void {
+  const backends = out.backends;
+  const renumbered = new Array<number>(backends.length).fill(-1);
+  for (const f of out.frontends) {
+    for (const i of f.backends) renumbered[i] = 0;
+    for (const i of f.internalBackends ?? []) renumbered[i] = 0;
+  }
+  let n = 0;
+  for (let i = 0; i < backends.length; i++) {
+    if (renumbered[i] === -1) continue;
+    renumbered[i] = n;
+    backends[n++] = backends[i]!;
+  }
+  if (n === backends.length) return;
+  backends.length = n;
+  for (const f of out.frontends) {
+    const ext = f.backends;
+    for (let i = 0; i < ext.length; i++) ext[i] = renumbered[ext[i]!]!;
+    const int = f.internalBackends;
+    if (int) for (let i = 0; i < int.length; i++) int[i] = renumbered[int[i]!]!;
+  }
 }
 
 /** Whether a Service's frontends depend on the Nodes (NodePort frontends on every node IP). */

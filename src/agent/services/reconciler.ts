@@ -246,21 +246,27 @@ function sameList<T>(a: readonly T[], b: readonly T[]): boolean {
 }
 
 /** Whether `recs` are the backends of `wanted`, in its order. */
-function sameBackends(recs: readonly BackendRec[], wanted: Map<BackendKey, DesiredBackend>): boolean {
-  if (recs.length !== wanted.size) return false;
-  let i = 0;
-  for (const k of wanted.keys()) if (recs[i++]!.key !== k) return false;
+function sameBackends(recs: readonly BackendRec[], wanted: readonly DesiredBackend[]): boolean {
+  if (recs.length !== wanted.length) return false;
+  for (let i = 0; i < recs.length; i++) if (recs[i]!.key !== wanted[i]!.key) return false;
   return true;
 }
 
 /** The addresses of the local IPv4 backends of `d`, or none. */
 function local4Of(d: DesiredService): readonly string[] {
+  const backends = d.backends;
   let n = 0;
-  for (const b of d.backends.values()) if (b.local && !b.address.includes(':')) n++;
+  for (let j = 0; j < backends.length; j++) {
+    const b = backends[j]!;
+    if (b.local && !b.address.includes(':')) n++;
+  }
   if (n === 0) return none;
   const out = new Array<string>(n);
   let i = 0;
-  for (const b of d.backends.values()) if (b.local && !b.address.includes(':')) out[i++] = b.address;
+  for (let j = 0; j < backends.length; j++) {
+    const b = backends[j]!;
+    if (b.local && !b.address.includes(':')) out[i++] = b.address;
+  }
   return out;
 }
 
@@ -694,8 +700,8 @@ export class Reconciler {
       s.run = run;
       const svc = this.cache.service(key);
       const d: DesiredService = svc
-        ? desiredService(svc, this.cache.slicesOf(key), this.cache.allNodes(), this.nodeName)
-        : { key, frontends: [], backends: new Map() };
+        ? desiredService(svc, this.cache.slicesOf(key), this.cache.allNodes(), this.nodeName, key)
+        : { key, frontends: [], backends: [] };
       out.services.push(s);
       out.desired.push(d);
       for (const f of this.updateClaims(s, d.frontends)) {
@@ -713,10 +719,14 @@ export class Reconciler {
   /** Moves `s`'s claims to `frontends`; returns the frontends whose claimants changed. */
   private updateClaims(s: ServiceRec, frontends: readonly DesiredFrontend[]): readonly FrontendRec[] {
     const before = s.claimed;
-    if (before.length === frontends.length && before.every((f, i) => f.name === frontends[i]!.name))
-      return none;
+    if (before.length === frontends.length) {
+      let same = true;
+      for (let i = 0; i < before.length && same; i++) same = before[i]!.name === frontends[i]!.name;
+      if (same) return none;
+    }
     const key = s.key;
-    const recs = frontends.map((f) => this.frontendRec(f.name));
+    const recs = new Array<FrontendRec>(frontends.length);
+    for (let i = 0; i < frontends.length; i++) recs[i] = this.frontendRec(frontends[i]!.name);
     s.claimed = recs.length > 0 ? recs : none;
     if (before.length === 0) {
       // A Service seen for the first time (every Service, on a start): only claims to add.
@@ -756,12 +766,12 @@ export class Reconciler {
   private trackWanted(s: ServiceRec, d: DesiredService): void {
     const before = s.wanted;
     if (!sameBackends(before, d.backends)) {
-      const wanted = new Array<BackendRec>(d.backends.size);
-      let i = 0;
-      for (const k of d.backends.keys()) {
-        const b = this.wantedBackend(k);
+      const backends = d.backends;
+      const wanted = new Array<BackendRec>(backends.length);
+      for (let i = 0; i < backends.length; i++) {
+        const b = this.wantedBackend(backends[i]!.key);
         b.wants++;
-        wanted[i++] = b;
+        wanted[i] = b;
       }
       for (const b of before) if (--b.wants === 0) this.unwantedBackends.push(b);
       s.wanted = wanted.length > 0 ? wanted : none;
@@ -904,27 +914,17 @@ class SyncRun {
   }
 
   /**
-   * The ids of `list`, backends `s` wants (allocated as needed); those whose entry in the maps
-   * is not yet right are planned.
+   * The ids of `list` (indexes into `d.backends`, whose records `s.wanted` holds in the same
+   * order), allocated as needed; those whose entry in the maps is not yet right are planned.
    */
-  private resolve(s: ServiceRec, d: DesiredService, list: BackendKey[]): number[] {
+  private resolve(s: ServiceRec, d: DesiredService, list: readonly number[]): number[] {
     const wanted = s.wanted;
     const ids = new Array<number>(list.length);
     for (let i = 0; i < list.length; i++) {
-      const bk = list[i]!;
-      // A few backends (the usual Service): a scan of its records; more: a lookup.
-      let rec: BackendRec | undefined;
-      if (wanted.length <= 16) {
-        for (let j = 0; j < wanted.length; j++) {
-          if (wanted[j]!.key === bk) {
-            rec = wanted[j];
-            break;
-          }
-        }
-      }
-      rec ??= this.r.wantedBackend(bk);
+      const at = list[i]!;
+      const rec = wanted[at]!;
       const id = this.r.backendId(rec);
-      const want = d.backends.get(bk) as DesiredBackend;
+      const want = d.backends[at]!;
       if (id === undefined) {
         throw new WeftError(
           'WEFT_ERR_IDS_EXHAUSTED',

@@ -85,6 +85,8 @@ export interface NodeInfo {
 
 /** A backend as a frontend wants it; the allocator gives it an id. */
 export interface DesiredBackend {
+  /** backendKeyOf(this). */
+  key: BackendKey;
   address: string;
   port: number;
   protocol: LbProtocol;
@@ -103,8 +105,12 @@ export type BackendKey = number | string;
 const protocolIndex: Record<LbProtocol, number> = { TCP: 0, UDP: 1, SCTP: 2 };
 
 export function backendKeyOf(b: { address: string; port: number; protocol: LbProtocol }): BackendKey {
-  const a = b.address;
-  if (a.includes(':')) return `${a}|${b.port}|${b.protocol}`;
+  return backendKey(b.address, b.port, b.protocol);
+}
+
+/** backendKeyOf({ address, port, protocol }), without the object. */
+export function backendKey(a: string, port: number, protocol: LbProtocol): BackendKey {
+  if (a.includes(':')) return `${a}|${port}|${protocol}`;
   let v = 0;
   let octet = 0;
   for (let i = 0; i < a.length; i++) {
@@ -115,7 +121,7 @@ export function backendKeyOf(b: { address: string; port: number; protocol: LbPro
     } else octet = octet * 10 + (c - 48);
   }
   v = v * 256 + octet;
-  return v * 262_144 + b.port * 4 + protocolIndex[b.protocol];
+  return v * 262_144 + port * 4 + protocolIndex[protocol];
 }
 
 /** Sort order of backend keys: IPv4 by address, port, protocol; IPv6 as text; IPv4 first. */
@@ -135,10 +141,13 @@ export interface DesiredFrontend {
   type: FrontendType;
   /** The Service port this frontend serves (its name; "" when unnamed). */
   portName: string;
-  /** What external clients get (one-scope frontends: what everyone gets), sorted. */
-  backends: BackendKey[];
+  /**
+   * What external clients get (one-scope frontends: what everyone gets): indexes into the
+   * Service's `backends`, in the order of their keys (compareBackendKeys).
+   */
+  backends: number[];
   /** What in-cluster clients get when it differs by policy from `backends` (two scopes). */
-  internalBackends?: BackendKey[];
+  internalBackends?: number[];
   affinityTimeoutSeconds?: number;
   externalTrafficPolicy: TrafficPolicy;
   internalTrafficPolicy: TrafficPolicy;
@@ -150,6 +159,6 @@ export interface DesiredFrontend {
 export interface DesiredService {
   key: ServiceKey;
   frontends: DesiredFrontend[];
-  /** Every backend the frontends list, by key. */
-  backends: Map<BackendKey, DesiredBackend>;
+  /** Every backend the frontends list, each key once (indexes of DesiredFrontend.backends). */
+  backends: DesiredBackend[];
 }
