@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { IdAllocator, IdSpace, revNatAllocator, revNatSpace } from '../../src/agent/services/allocator.js';
-import { assignSlots, frontendIs, lbFrontendOf, sameFrontend } from '../../src/agent/services/plan.js';
+import {
+  assignSlots,
+  frontendIs,
+  lbFrontendOf,
+  sameFrontend,
+  slotsFor,
+} from '../../src/agent/services/plan.js';
 import { backendKeyOf, compareBackendKeys, type DesiredFrontend } from '../../src/agent/services/types.js';
 
 describe('IdAllocator', () => {
@@ -191,6 +197,44 @@ describe('assignSlots', () => {
     const wanted = [1, 2, 3];
     expect(assignSlots(undefined, wanted)).not.toBe(wanted);
     expect(assignSlots(wanted, wanted)).not.toBe(wanted);
+  });
+});
+
+describe('slotsFor', () => {
+  it('gives what assignSlots gives, reusing `wanted` or `previous` instead of a copy', () => {
+    const wanted = [1, 2, 3];
+    expect(slotsFor(undefined, wanted)).toBe(wanted);
+    expect(slotsFor([], wanted)).toBe(wanted);
+    const previous = [3, 1, 2];
+    expect(slotsFor(previous, wanted)).toBe(previous);
+    const cases: Array<[number[] | undefined, number[]]> = [
+      [undefined, [3, 1, 2]],
+      [undefined, [1, 1, 2]],
+      [[], [2, 1]],
+      [
+        [3, 1, 2],
+        [1, 2, 4],
+      ],
+      [
+        [3, 1, 2],
+        [1, 2],
+      ],
+      [
+        [3, 1],
+        [1, 2, 3],
+      ],
+      [
+        [1, 1, 2],
+        [1, 2, 3],
+      ],
+      [
+        [5, 4, 3, 2, 1],
+        [1, 2, 3, 4, 5],
+      ],
+    ];
+    for (const [p, w] of cases) {
+      expect(slotsFor(p, [...w])).toEqual(assignSlots(p, [...w]));
+    }
   });
 });
 

@@ -51,6 +51,18 @@ export function assignSlots(previous: readonly number[] | undefined, wanted: rea
   return out;
 }
 
+/**
+ * As assignSlots, without its copy: `previous` itself when nothing came or went, `wanted` itself
+ * when a new frontend lists it as it is; otherwise assignSlots' new array. The caller copies
+ * `previous` before it keeps it.
+ */
+export function slotsFor(previous: number[] | undefined, wanted: number[]): number[] {
+  if (!previous || previous.length === 0) {
+    if (strictlyAscending(wanted)) return wanted;
+  } else if (previous.length === wanted.length && sameMembers(previous, wanted)) return previous;
+  return assignSlots(previous, wanted);
+}
+
 function strictlyAscending(ids: readonly number[]): boolean {
   for (let i = 1; i < ids.length; i++) if (ids[i]! <= ids[i - 1]!) return false;
   return true;

@@ -23,7 +23,6 @@ import { backendIdSpace, revNatSpace } from './allocator.js';
 import type { ServiceCache } from './cache.js';
 import { desiredService } from './desired.js';
 import {
-  assignSlots,
   backendIs,
   frontendId,
   frontendIs,
@@ -31,6 +30,7 @@ import {
   lbFrontendOf,
   sameBackend,
   sameFrontend,
+  slotsFor,
 } from './plan.js';
 import {
   type BackendKey,
@@ -864,16 +864,25 @@ class SyncRun {
             );
           }
           const previous = rec.mirror;
-          const ext = assignSlots(previous?.backends, this.resolve(s, d, f.backends));
+          // The slots, as assignSlots gives them: resolve's new arrays are this frontend's to
+          // keep; what the maps hold is copied if it is kept.
+          const ext = slotsFor(previous?.backends, this.resolve(s, d, f.backends));
           const int = f.internalBackends
-            ? assignSlots(previous?.internalBackends, this.resolve(s, d, f.internalBackends))
+            ? slotsFor(previous?.internalBackends, this.resolve(s, d, f.internalBackends))
             : undefined;
           if (!frontendIs(previous, f, revNat, ext, int)) {
             this.writes.push({
               service: key,
               frontend: rec,
               previous,
-              next: lbFrontendOf(f, revNat, ext, int),
+              next: lbFrontendOf(
+                f,
+                revNat,
+                ext === previous?.backends ? ext.slice() : ext,
+                int !== undefined && int === previous?.internalBackends
+                  ? int.slice()
+                  : (int as number[] | undefined),
+              ),
             });
           }
         }
