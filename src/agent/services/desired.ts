@@ -147,17 +147,23 @@ function compareKeys(a: string, b: string): number {
 }
 
 /**
- * The backends of the Service being computed: a list, and above a few of them, an index by key
- * (built on the way). Module state: desiredService is synchronous and resets it on entry.
+ * The frontends and backends of the Service being computed, and above a few backends, an index
+ * of them by key (built on the way). Module state, reused from one Service to the next (the
+ * Service gets exact-length copies): desiredService is synchronous and resets it on entry.
  */
+const frontendsNow: Array<DesiredFrontend | undefined> = [];
+let frontendCount = 0;
+const backendsNow: Array<DesiredBackend | undefined> = [];
+let backendCount = 0;
 let backendIndex: Map<BackendKey, number> | undefined;
 
+const none: readonly never[] = [];
+
 /**
- * The index in `backends` of the backend (address, port, protocol), recorded there if new: the
+ * The index in backendsNow of the backend (address, port, protocol), recorded there if new: the
  * same pod under two Services (or ports) is one backend, and a terminating copy wins.
  */
 function backendAt(
-  backends: DesiredBackend[],
   address: string,
   port: number,
   protocol: LbProtocol,
@@ -168,23 +174,23 @@ function backendAt(
   let at: number | undefined;
   if (backendIndex) at = backendIndex.get(key);
   else {
-    for (let i = 0; i < backends.length; i++) {
-      if (backends[i]!.key === key) {
+    for (let i = 0; i < backendCount; i++) {
+      if (backendsNow[i]!.key === key) {
         at = i;
         break;
       }
     }
   }
   if (at === undefined) {
-    at = backends.length;
-    backends.push(desiredBackend(key, address, port, protocol, terminating, local));
+    at = backendCount++;
+    backendsNow[at] = desiredBackend(key, address, port, protocol, terminating, local);
     if (backendIndex) backendIndex.set(key, at);
-    else if (backends.length > 16) {
+    else if (backendCount > 16) {
       backendIndex = new Map();
-      for (let i = 0; i < backends.length; i++) backendIndex.set(backends[i]!.key, i);
+      for (let i = 0; i < backendCount; i++) backendIndex.set(backendsNow[i]!.key, i);
     }
-  } else if (terminating && backends[at]!.state !== 'terminating') {
-    backends[at] = desiredBackend(key, address, port, protocol, terminating, local);
+  } else if (terminating && backendsNow[at]!.state !== 'terminating') {
+    backendsNow[at] = desiredBackend(key, address, port, protocol, terminating, local);
   }
   return at;
 }
@@ -200,8 +206,9 @@ function desiredBackend(
   return { key, address, port, protocol, state: terminating ? 'terminating' : 'active', local };
 }
 
-/** `list` (indexes into `backends`) in the order of their keys. */
-function sortByKey(list: number[], backends: readonly DesiredBackend[]): number[] {
+/** `list` (indexes into backendsNow) in the order of their keys. */
+function sortByKey(list: number[]): number[] {
+  const backends = backendsNow;
   for (let i = 1; i < list.length; i++) {
     if (compareBackendKeys(backends[list[i - 1]!]!.key, backends[list[i]!]!.key) > 0) {
       return list.sort((a, b) => compareBackendKeys(backends[a]!.key, backends[b]!.key));
@@ -210,14 +217,14 @@ function sortByKey(list: number[], backends: readonly DesiredBackend[]): number[
   return list;
 }
 
-/** The backends of `list` (recorded in `backends`), as indexes in the order of their keys. */
-function backendList(list: readonly Candidate[], protocol: LbProtocol, backends: DesiredBackend[]): number[] {
+/** The backends of `list` (recorded in backendsNow), as indexes in the order of their keys. */
+function backendList(list: readonly Candidate[], protocol: LbProtocol): number[] {
   const out = new Array<number>(list.length);
   for (let i = 0; i < list.length; i++) {
     const c = list[i]!;
-    out[i] = backendAt(backends, c.address, c.port, protocol, c.terminating, c.local);
+    out[i] = backendAt(c.address, c.port, protocol, c.terminating, c.local);
   }
-  return sortByKey(out, backends);
+  return sortByKey(out);
 }
 
 /**
@@ -231,7 +238,6 @@ function readyBackendList(
   protocol: LbProtocol,
   nodeName: string,
   localOnly: boolean,
-  backends: DesiredBackend[],
 ): number[] {
   const endpoints = slice.endpoints;
   let n = 0;
@@ -245,9 +251,9 @@ function readyBackendList(
     const e = endpoints[i]!;
     const local = e.nodeName !== undefined && e.nodeName === nodeName;
     if (localOnly && !local) continue;
-    out[j++] = backendAt(backends, e.address, port, protocol, e.terminating, local);
+    out[j++] = backendAt(e.address, port, protocol, e.terminating, local);
   }
-  return sortByKey(out, backends);
+  return sortByKey(out);
 }
 
 /** Whether every endpoint of `slice` is ready and no two share an address. */
@@ -275,10 +281,11 @@ function slicePort(slice: EndpointSliceInfo, port: ServicePortInfo): EndpointPor
 /**
  * The backend lists of one Service port in one family (cluster-wide, node-local), and whether
  * each went to a frontend yet: each list goes to its first user as it is, to every other as a
- * copy. Module state, as backendIndex.
+ * copy. Module state, as backendIndex; between Services both are noList (never handed out).
  */
-let clusterList: number[] = [];
-let localList: number[] = [];
+const noList: number[] = [];
+let clusterList = noList;
+let localList = noList;
 let clusterGiven = false;
 let localGiven = false;
 
@@ -290,9 +297,8 @@ function listFor(policy: TrafficPolicy): number[] {
   return given ? list.slice() : list;
 }
 
-/** Adds the frontend (address, portNumber) of `port` to `out`; false: `out` already has it. */
+/** Adds the frontend (address, portNumber) of `port` to frontendsNow; false: it has it already. */
 function addFrontend(
-  out: DesiredService,
   svc: ServiceInfo,
   port: ServicePortInfo,
   family: IpFamily,
@@ -302,8 +308,7 @@ function addFrontend(
 ): boolean {
   const name = `${family === 6 ? `[${address}]` : address}:${portNumber}/${port.protocol}`;
   // A handful per Service: a scan (a Set per Service costs more).
-  const frontends = out.frontends;
-  for (let i = 0; i < frontends.length; i++) if (frontends[i]!.name === name) return false;
+  for (let i = 0; i < frontendCount; i++) if (frontendsNow[i]!.name === name) return false;
   const f: DesiredFrontend = {
     name,
     address,
@@ -334,8 +339,15 @@ function addFrontend(
       f.internalBackends = listFor(svc.internalTrafficPolicy);
     }
   }
-  frontends.push(f);
+  frontendsNow[frontendCount++] = f;
   return true;
+}
+
+/** The first `n` entries of `now`, as a new array of exactly that length; `now` lets go of them. */
+function taken<T>(now: Array<T | undefined>, n: number): T[] {
+  const out = now.slice(0, n) as T[];
+  for (let i = 0; i < n; i++) now[i] = undefined;
+  return out;
 }
 
 export function desiredService(
@@ -345,8 +357,11 @@ export function desiredService(
   nodeName: string,
   key: ServiceKey = serviceKey(svc.namespace, svc.name),
 ): DesiredService {
-  const out: DesiredService = { key, frontends: [], backends: [] };
-  if (svc.type === 'ExternalName' || svc.headless || svc.clusterIPs.length === 0) return out;
+  if (svc.type === 'ExternalName' || svc.headless || svc.clusterIPs.length === 0) {
+    return { key, frontends: [], backends: [] };
+  }
+  frontendCount = 0;
+  backendCount = 0;
   backendIndex = undefined;
 
   const sortedSlices = slices.length > 1 ? [...slices].sort((a, b) => compareKeys(a.name, b.name)) : slices;
@@ -360,15 +375,21 @@ export function desiredService(
     svc.ports.length * svc.clusterIPs.length > 1;
   let maybeUnlisted = usesLocal;
 
-  for (const port of svc.ports) {
-    for (const clusterIP of svc.clusterIPs) {
+  const ports = svc.ports;
+  const clusterIPs = svc.clusterIPs;
+  // Indexed loops: the first sync runs this cold, where for-of allocates its iterator results.
+  for (let pi = 0; pi < ports.length; pi++) {
+    const port = ports[pi]!;
+    for (let ci = 0; ci < clusterIPs.length; ci++) {
+      const clusterIP = clusterIPs[ci]!;
       const family = familyOf(clusterIP);
       // The one slice of the family with the port, if all its endpoints are ready under
       // distinct addresses (then endpointsForPort would copy them as they are).
       let only: EndpointSliceInfo | undefined;
       let onlyPort: EndpointPortInfo | undefined;
       let matching = 0;
-      for (const slice of sortedSlices) {
+      for (let si = 0; si < sortedSlices.length; si++) {
+        const slice = sortedSlices[si]!;
         if (slice.family !== family) continue;
         const sp = slicePort(slice, port);
         if (!sp) continue;
@@ -378,50 +399,58 @@ export function desiredService(
       }
       if (matching === 1 && allReadyAndDistinct(only!)) {
         const p = onlyPort!.port;
-        clusterList = readyBackendList(only!, p, port.protocol, nodeName, false, out.backends);
-        localList = usesLocal
-          ? readyBackendList(only!, p, port.protocol, nodeName, true, out.backends)
-          : clusterList;
+        clusterList = readyBackendList(only!, p, port.protocol, nodeName, false);
+        localList = usesLocal ? readyBackendList(only!, p, port.protocol, nodeName, true) : clusterList;
       } else {
         const candidates = matching === 0 ? [] : endpointsForPort(port, family, sortedSlices, nodeName);
-        clusterList = backendList(usableEndpoints(candidates), port.protocol, out.backends);
+        clusterList = backendList(usableEndpoints(candidates), port.protocol);
         localList = usesLocal
-          ? backendList(usableEndpoints(candidates.filter((c) => c.local)), port.protocol, out.backends)
+          ? backendList(usableEndpoints(candidates.filter((c) => c.local)), port.protocol)
           : clusterList;
       }
       clusterGiven = false;
       localGiven = false;
 
-      if (!addFrontend(out, svc, port, family, clusterIP, port.port, 'ClusterIP')) maybeUnlisted = true;
+      if (!addFrontend(svc, port, family, clusterIP, port.port, 'ClusterIP')) maybeUnlisted = true;
       if (port.nodePort !== undefined && (svc.type === 'NodePort' || svc.type === 'LoadBalancer')) {
         // Like kube-proxy and Cilium, a node serves NodePorts on its own addresses only: a client
         // of another node's address is that node's to balance, with that node's endpoints. (Every
         // node's addresses on every node would also cost each node a frontend and a u16
         // rev_nat_index per node per nodePort.)
         ownNode ??= nodes.find((n) => n.name === nodeName);
-        for (const nodeIP of ownNode?.internalIPs ?? []) {
+        const nodeIPs = ownNode?.internalIPs ?? none;
+        for (let i = 0; i < nodeIPs.length; i++) {
+          const nodeIP = nodeIPs[i]!;
           if (
             familyOf(nodeIP) === family &&
-            !addFrontend(out, svc, port, family, nodeIP, port.nodePort, 'NodePort')
+            !addFrontend(svc, port, family, nodeIP, port.nodePort, 'NodePort')
           )
             maybeUnlisted = true;
         }
       }
-      for (const ip of svc.externalIPs) {
-        if (familyOf(ip) === family && !addFrontend(out, svc, port, family, ip, port.port, 'ExternalIP'))
+      const externalIPs = svc.externalIPs;
+      for (let i = 0; i < externalIPs.length; i++) {
+        const ip = externalIPs[i]!;
+        if (familyOf(ip) === family && !addFrontend(svc, port, family, ip, port.port, 'ExternalIP'))
           maybeUnlisted = true;
       }
       if (svc.type === 'LoadBalancer') {
-        for (const ip of svc.loadBalancerIPs) {
-          if (familyOf(ip) === family && !addFrontend(out, svc, port, family, ip, port.port, 'LoadBalancer'))
+        const lbIPs = svc.loadBalancerIPs;
+        for (let i = 0; i < lbIPs.length; i++) {
+          const ip = lbIPs[i]!;
+          if (familyOf(ip) === family && !addFrontend(svc, port, family, ip, port.port, 'LoadBalancer'))
             maybeUnlisted = true;
         }
       }
     }
   }
-  clusterList = [];
-  localList = [];
+  clusterList = localList = noList;
   backendIndex = undefined;
+  const out: DesiredService = {
+    key,
+    frontends: taken(frontendsNow, frontendCount),
+    backends: taken(backendsNow, backendCount),
+  };
   if (maybeUnlisted) dropUnlisted(out);
   return out;
 }
