@@ -410,7 +410,9 @@ export class Reconciler {
     report.services = recomputed.services.length;
     run.plan(recomputed, full);
     run.execute();
-    for (const s of recomputed.services) {
+    const services = recomputed.services;
+    for (let i = 0; i < services.length; i++) {
+      const s = services[i]!;
       const key = s.key;
       if (s.claimed.length === 0 && s.owned.length === 0 && s.wanted.length === 0) this.services.delete(key);
       const failure = run.failures.get(key);
@@ -608,7 +610,7 @@ export class Reconciler {
   setOwned(s: ServiceRec, owned: readonly FrontendRec[]): readonly FrontendRec[] {
     const before = s.owned;
     if (owned === before) return none;
-    for (const f of owned) f.owners++;
+    for (let i = 0; i < owned.length; i++) owned[i]!.owners++;
     const dropped: FrontendRec[] = [];
     if (before.length > 0) {
       // Records are unique per Service (desiredService gives each frontend once).
@@ -704,7 +706,9 @@ export class Reconciler {
         : { key, frontends: [], backends: [] };
       out.services.push(s);
       out.desired.push(d);
-      for (const f of this.updateClaims(s, d.frontends)) {
+      const changed = this.updateClaims(s, d.frontends);
+      for (let i = 0; i < changed.length; i++) {
+        const f = changed[i]!;
         const c = f.claimants;
         if (c === undefined || c === key) continue;
         if (typeof c === 'string') {
@@ -730,7 +734,7 @@ export class Reconciler {
     s.claimed = recs.length > 0 ? recs : none;
     if (before.length === 0) {
       // A Service seen for the first time (every Service, on a start): only claims to add.
-      for (const f of recs) this.claim(f, key);
+      for (let i = 0; i < recs.length; i++) this.claim(recs[i]!, key);
       return recs;
     }
     const now = new Set(recs);
@@ -773,18 +777,23 @@ export class Reconciler {
         b.wants++;
         wanted[i] = b;
       }
-      for (const b of before) if (--b.wants === 0) this.unwantedBackends.push(b);
+      for (let i = 0; i < before.length; i++) {
+        const b = before[i]!;
+        if (--b.wants === 0) this.unwantedBackends.push(b);
+      }
       s.wanted = wanted.length > 0 ? wanted : none;
     }
     const local4 = local4Of(d);
     const had = s.local4;
     if (sameList(had, local4)) return;
-    for (const a of local4) {
+    for (let i = 0; i < local4.length; i++) {
+      const a = local4[i]!;
       const n = this.local4.get(a) ?? 0;
       if (n === 0) this.local4Changed = true;
       this.local4.set(a, n + 1);
     }
-    for (const a of had) {
+    for (let i = 0; i < had.length; i++) {
+      const a = had[i]!;
       const n = (this.local4.get(a) ?? 1) - 1;
       if (n <= 0) {
         this.local4.delete(a);
@@ -838,7 +847,9 @@ class SyncRun {
 
   plan({ services, desired }: Recomputed, full: boolean): void {
     this.full = full;
-    for (const i of ascending(services)) {
+    const order = ascending(services);
+    for (let o = 0; o < order.length; o++) {
+      const i = order[o]!;
       const s = services[i]!;
       const d = desired[i]!;
       const key = s.key;
@@ -846,7 +857,7 @@ class SyncRun {
       // always all of them: then the same list).
       const claimed = s.claimed;
       let won = 0;
-      for (const f of claimed) if (winner(f) === key) won++;
+      for (let j = 0; j < claimed.length; j++) if (winner(claimed[j]!) === key) won++;
       const owned = won === claimed.length ? claimed : claimed.filter((f) => winner(f) === key);
       const writesBefore = this.writes.length;
       this.planned.length = 0;
@@ -901,7 +912,9 @@ class SyncRun {
           rec.portName = portName;
         }
       }
-      for (const rec of this.r.setOwned(s, owned)) {
+      const dropped = this.r.setOwned(s, owned);
+      for (let j = 0; j < dropped.length; j++) {
+        const rec = dropped[j]!;
         this.touchedFrontends.push(rec);
         // Another Service that claims it takes it over (it is in this run: claims changed).
         if (rec.claimants !== undefined) continue;
@@ -1020,7 +1033,8 @@ class SyncRun {
     // A Service goes all or nothing: drop every write of a Service that already failed.
     const writes = this.withoutFailed(this.writes);
     if (writes.length === 0) return;
-    for (const w of writes) {
+    for (let i = 0; i < writes.length; i++) {
+      const w = writes[i]!;
       const missing = this.missingBackend(w.next);
       if (missing !== undefined) {
         this.fail(
@@ -1078,15 +1092,18 @@ class SyncRun {
 
   /** The first backend id `f` lists that the maps do not hold. */
   private missingBackend(f: LbFrontend): number | undefined {
-    for (const id of f.backends) if (!this.r.mirrorBackend(id)) return id;
-    for (const id of f.internalBackends ?? none) if (!this.r.mirrorBackend(id)) return id;
+    const ext = f.backends;
+    for (let i = 0; i < ext.length; i++) if (!this.r.mirrorBackend(ext[i]!)) return ext[i];
+    const int = f.internalBackends ?? none;
+    for (let i = 0; i < int.length; i++) if (!this.r.mirrorBackend(int[i]!)) return int[i];
     return undefined;
   }
 
   private apply(writes: FrontendWrite[]): void {
     if (writes.length === 0) return;
     this.r.writer.updateFrontends(writes.map((w) => ({ previous: w.frontend.mirror, next: w.next })));
-    for (const w of writes) this.r.setFrontend(w.frontend, w.next, this.zeroed);
+    for (let i = 0; i < writes.length; i++)
+      this.r.setFrontend(writes[i]!.frontend, writes[i]!.next, this.zeroed);
     this.report.frontendsWritten += writes.length;
   }
 
@@ -1120,10 +1137,13 @@ class SyncRun {
   /** Ids nothing wants and the maps do not hold go back. */
   private releaseIds(): void {
     const unwanted = this.r.takeUnwanted();
-    for (const f of this.touchedFrontends.concat(unwanted.frontends)) {
+    const frontends = this.touchedFrontends.concat(unwanted.frontends);
+    for (let i = 0; i < frontends.length; i++) {
+      const f = frontends[i]!;
       if (f.claimants === undefined && !f.mirror) this.r.releaseFrontend(f);
     }
-    for (const b of this.touchedBackends.concat(unwanted.backends)) this.r.releaseBackend(b);
+    const backends = this.touchedBackends.concat(unwanted.backends);
+    for (let i = 0; i < backends.length; i++) this.r.releaseBackend(backends[i]!);
   }
 
   /** After a failed write: what the maps really hold for this frontend now. */
