@@ -162,6 +162,43 @@ export const ipv6: Codec<string> = {
   },
 };
 
+const v6scratch = Buffer.alloc(16);
+
+/**
+ * The address in the form the LB map codecs read back (dotted quad; RFC 5952 for IPv6), so
+ * what the agent wants and what the maps hold compare as strings. Undefined if not an IP;
+ * v4-mapped IPv6 is refused (the maps keep IPv4 frontends in the IPv4 maps).
+ */
+export function canonicalIP(address: string): { address: string; family: 4 | 6 } | undefined {
+  if (isIPv4(address)) return { address: address.split('.').map(Number).join('.'), family: 4 };
+  if (!isIPv6(address) || address.includes('%')) return undefined;
+  ipv6.encode(address, v6scratch, 0);
+  const text = ipv6.decode(v6scratch, 0);
+  if (/^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/.test(text)) return undefined;
+  return { address: text, family: 6 };
+}
+
+/**
+ * "a.b.c.d/n" or "x::/n" → the network in canonical text, host bits cleared ("10.0.0.7/8" is
+ * 10.0.0.0/8), as kube-proxy reads loadBalancerSourceRanges; undefined when it is not a CIDR.
+ */
+export function canonicalCIDR(text: string): { cidr: string; family: 4 | 6 } | undefined {
+  const slash = text.indexOf('/');
+  if (slash < 0) return undefined;
+  const ip = canonicalIP(text.slice(0, slash));
+  const bits = text.slice(slash + 1);
+  if (!ip || !/^\d{1,3}$/.test(bits)) return undefined;
+  const prefix = Number(bits);
+  const width = ip.family === 4 ? 32 : 128;
+  if (prefix > width) return undefined;
+  const bytes = Buffer.alloc(16);
+  if (ip.family === 4) bytes.set(ip.address.split('.').map(Number), 0);
+  else ipv6.encode(ip.address, bytes, 0);
+  for (let bit = prefix; bit < width; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  const network = ip.family === 4 ? [...bytes.subarray(0, 4)].join('.') : ipv6.decode(bytes, 0);
+  return { cidr: `${network}/${prefix}`, family: ip.family };
+}
+
 function badAddress(family: string, v: string): never {
   throw new WeftError('WEFT_ERR_CODEC', `"${v}" is not a valid ${family} address`);
 }

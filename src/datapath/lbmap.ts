@@ -4,6 +4,7 @@ import { bpfObjectPath } from '../shared/self.js';
 import {
   be16,
   bytes,
+  canonicalCIDR,
   type Codec,
   ipv4,
   ipv6,
@@ -487,16 +488,8 @@ export function validateFrontend(f: LbFrontend): void {
   if (f.sourceRanges !== undefined) {
     if (!Array.isArray(f.sourceRanges)) invalid(what, 'sourceRanges must be a list of CIDRs');
     for (const c of f.sourceRanges) {
-      const [a, bits, extra] = typeof c === 'string' ? c.split('/') : [];
-      const family = a !== undefined && isIPv4(a) ? 4 : a !== undefined && isIPv6(a) ? 6 : 0;
-      if (
-        !family ||
-        extra !== undefined ||
-        !/^\d{1,3}$/.test(bits ?? '') ||
-        Number(bits) > (family === 4 ? 32 : 128)
-      ) {
+      if (typeof c !== 'string' || !canonicalCIDR(c))
         invalid(what, `source range ${String(c)} is not a CIDR`);
-      }
     }
   }
 }

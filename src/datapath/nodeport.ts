@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { WeftError } from '../shared/errors.js';
 import { bpfObjectPath } from '../shared/self.js';
-import { be16, type Codec, ipv4, struct, u8, u16, u32, u64 } from './codec.js';
+import { be16, type Codec, canonicalCIDR, ipv4, struct, u8, u16, u32, u64 } from './codec.js';
 import { type LbMapSizes, type LbProtocol, lbMaxEntries, protocolName } from './lbmap.js';
 import { BpfMap } from './map.js';
 import { inNetns } from './netns.js';
@@ -514,53 +514,57 @@ export class NodePortMaps {
   /**
    * Makes a frontend's loadBalancerSourceRanges exactly `cidrs` ("a.b.c.d/n"). They apply
    * while its master carries LB_SVC_F_SOURCE_RANGE, to flows that start from then on. Host bits
-   * are cleared ("10.0.0.7/8" is 10.0.0.0/8). LPM tries have no batch calls: one call per range.
+   * are cleared ("10.0.0.7/8" is 10.0.0.0/8).
    */
-  setSourceRanges(revNatIndex: number, cidrs: string[]): void {
-    if (!Number.isInteger(revNatIndex) || revNatIndex < 1 || revNatIndex > 0xffff) {
-      throw new WeftError(
-        'WEFT_ERR_NODEPORT_CONFIG',
-        `revNatIndex ${revNatIndex} must be an integer from 1 to 65535`,
-      );
-    }
-    const wanted = new Map(cidrs.map((c) => sourceRangeKey(revNatIndex, c)).map((k) => [rangeId(k), k]));
-    const present = this.sourceRanges.keys().filter((k) => k.rev_nat_index === revNatIndex);
-    for (const [id, k] of wanted) if (!present.some((p) => rangeId(p) === id)) this.sourceRanges.update(k, 1);
-    for (const k of present) if (!wanted.has(rangeId(k))) this.sourceRanges.delete(k);
+  setSourceRanges(revNatIndex: number, cidrs: string[]): { added: number; removed: number } {
+    checkRevNatIndex(revNatIndex);
+    return this.reconcileRanges(
+      cidrs.map((c) => sourceRangeKey(revNatIndex, c)),
+      (k) => k.rev_nat_index === revNatIndex,
+    );
   }
 
   /**
    * Makes the whole source-range map exactly `byFrontend` (revNatIndex → IPv4 CIDRs), with one
    * walk of the map: the ranges of frontends not listed go, as do ranges no longer listed.
-   * Every CIDR is checked before the map is touched.
    */
   replaceSourceRanges(byFrontend: ReadonlyMap<number, readonly string[]>): {
     added: number;
     removed: number;
   } {
-    const wanted = new Map<string, Np4SourceRangeKey>();
+    const keys: Np4SourceRangeKey[] = [];
     for (const [revNatIndex, cidrs] of byFrontend) {
-      if (!Number.isInteger(revNatIndex) || revNatIndex < 1 || revNatIndex > 0xffff) {
-        throw new WeftError(
-          'WEFT_ERR_NODEPORT_CONFIG',
-          `revNatIndex ${revNatIndex} must be an integer from 1 to 65535`,
-        );
-      }
-      for (const c of cidrs) {
-        const k = sourceRangeKey(revNatIndex, c);
-        wanted.set(rangeId(k), k);
-      }
+      checkRevNatIndex(revNatIndex);
+      for (const c of cidrs) keys.push(sourceRangeKey(revNatIndex, c));
     }
-    const present = new Map(this.sourceRanges.keys().map((k) => [rangeId(k), k] as const));
+    return this.reconcileRanges(keys, () => true);
+  }
+
+  /**
+   * Makes the ranges `mine` selects exactly `wanted` (every CIDR was checked before: the map is
+   * not touched on bad input): adds first, then removes. LPM tries have no batch calls: one
+   * call per range.
+   */
+  private reconcileRanges(
+    wanted: readonly Np4SourceRangeKey[],
+    mine: (k: Np4SourceRangeKey) => boolean,
+  ): { added: number; removed: number } {
+    const want = new Map(wanted.map((k) => [rangeId(k), k] as const));
+    const present = new Map(
+      this.sourceRanges
+        .keys()
+        .filter(mine)
+        .map((k) => [rangeId(k), k] as const),
+    );
     let added = 0;
     let removed = 0;
-    for (const [id, k] of wanted) {
+    for (const [id, k] of want) {
       if (present.has(id)) continue;
       this.sourceRanges.update(k, 1);
       added++;
     }
     for (const [id, k] of present) {
-      if (wanted.has(id)) continue;
+      if (want.has(id)) continue;
       this.sourceRanges.delete(k);
       removed++;
     }
@@ -631,16 +635,26 @@ export class NodePortMaps {
   }
 }
 
+function checkRevNatIndex(revNatIndex: number): void {
+  if (!Number.isInteger(revNatIndex) || revNatIndex < 1 || revNatIndex > 0xffff) {
+    throw new WeftError(
+      'WEFT_ERR_NODEPORT_CONFIG',
+      `revNatIndex ${revNatIndex} must be an integer from 1 to 65535`,
+    );
+  }
+}
+
 function sourceRangeKey(revNatIndex: number, cidr: string): Np4SourceRangeKey {
-  const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(cidr);
-  const bits = Number(m?.[2]);
-  if (!m || !isIPv4(m[1]!) || !Number.isInteger(bits) || bits < 0 || bits > 32) {
+  const c = canonicalCIDR(cidr);
+  if (c?.family !== 4) {
     throw new WeftError('WEFT_ERR_NODEPORT_CONFIG', `source range ${cidr} is not an IPv4 CIDR (a.b.c.d/n)`);
   }
-  const value = m[1]!.split('.').reduce((n, part) => n * 256 + Number(part), 0);
-  const masked = bits === 0 ? 0 : value - (value % 2 ** (32 - bits));
-  const address = [24, 16, 8, 0].map((shift) => Math.floor(masked / 2 ** shift) % 256).join('.');
-  return { prefixlen: 32 + bits, rev_nat_index: revNatIndex, address };
+  const slash = c.cidr.indexOf('/');
+  return {
+    prefixlen: 32 + Number(c.cidr.slice(slash + 1)),
+    rev_nat_index: revNatIndex,
+    address: c.cidr.slice(0, slash),
+  };
 }
 
 function rangeId(k: Np4SourceRangeKey): string {

@@ -1,7 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import {
-  canonicalCIDR,
-  canonicalIP,
   parseEndpointSlice,
   parseNode,
   parseService,
@@ -9,6 +7,7 @@ import {
   slimNode,
   slimService,
 } from '../../src/agent/k8s/objects.js';
+import { canonicalCIDR, canonicalIP } from '../../src/datapath/codec.js';
 import { node, service, slice } from './agent-fixtures.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: the tests poke at raw API objects field by field
