@@ -68,8 +68,11 @@ export class Agent {
   private lastFullSync?: SyncReport;
   private retryTimer?: NodeJS.Timeout;
   private retryDelay = RETRY_MIN_MS;
-  private localBackendsWritten = false;
-  /** The NodePort maps' source ranges may differ from the frontends' (true until first written). */
+  /**
+   * The NodePort maps' local backends / source ranges may differ from what the reconciler
+   * holds: true until first written, and after a failed write (retried after every sync).
+   */
+  private localBackendsDirty = true;
   private sourceRangesDirty = true;
   private ownsSocket = false;
 
@@ -323,7 +326,7 @@ export class Agent {
           'Service not applied; will retry',
         );
     }
-    this.writeLocalBackends(false);
+    this.writeLocalBackends();
     this.writeSourceRanges();
     this.scheduleRetry();
   }
@@ -355,7 +358,7 @@ export class Agent {
     } catch (err) {
       this.log.error({ err: err instanceof Error ? err.message : String(err) }, 'NodePort attach failed');
     }
-    this.writeLocalBackends(true);
+    this.writeLocalBackends();
     this.writeSourceRanges();
     // A device that failed is tried again with the failed Services.
     this.scheduleRetry();
@@ -388,17 +391,19 @@ export class Agent {
     }
   }
 
-  private writeLocalBackends(force: boolean): void {
+  /** This node's IPv4 backends, for the NodePort programs: written as the source ranges are. */
+  private writeLocalBackends(): void {
     if (!this.datapath.nodePortReady) return;
     const { addresses, changed } = this.reconciler.localIPv4Backends();
-    if (!changed && !(force && !this.localBackendsWritten)) return;
+    if (!changed && !this.localBackendsDirty) return;
+    this.localBackendsDirty = true;
     try {
       this.datapath.setLocalBackends(addresses);
-      this.localBackendsWritten = true;
+      this.localBackendsDirty = false;
     } catch (err) {
       this.log.error(
         { err: err instanceof Error ? err.message : String(err) },
-        'writing local backends failed',
+        'writing local backends failed; retried after the next sync',
       );
     }
   }
