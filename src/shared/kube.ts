@@ -187,40 +187,40 @@ export async function kubeWatch(
         return;
       }
       answered();
+      const fail = (err: Error) => {
+        req.destroy();
+        end(err);
+      };
+      const deliver = (line: string) => {
+        let event: { type?: unknown; object?: unknown };
+        try {
+          event = JSON.parse(line) as typeof event;
+        } catch (err) {
+          fail(
+            new WeftError('WEFT_ERR_KUBE_API', `watch ${url.pathname}: an event is not JSON`, { cause: err }),
+          );
+          return;
+        }
+        if (typeof event?.type !== 'string') {
+          fail(new WeftError('WEFT_ERR_KUBE_API', `watch ${url.pathname}: an event has no type`));
+          return;
+        }
+        try {
+          onEvent(event.type, event.object);
+        } catch (err) {
+          fail(err instanceof Error ? err : new Error(String(err)));
+        }
+      };
       let pending = '';
       res.on('data', (chunk: string) => {
         pending += chunk;
-        let nl = pending.indexOf('\n');
-        while (nl >= 0 && !finished) {
-          const line = pending.slice(0, nl).trim();
-          pending = pending.slice(nl + 1);
-          nl = pending.indexOf('\n');
-          if (line === '') continue;
-          let event: { type?: unknown; object?: unknown };
-          try {
-            event = JSON.parse(line) as typeof event;
-          } catch (err) {
-            req.destroy();
-            end(
-              new WeftError('WEFT_ERR_KUBE_API', `watch ${url.pathname}: an event is not JSON`, {
-                cause: err,
-              }),
-            );
-            return;
-          }
-          if (typeof event?.type !== 'string') {
-            req.destroy();
-            end(new WeftError('WEFT_ERR_KUBE_API', `watch ${url.pathname}: an event has no type`));
-            return;
-          }
-          try {
-            onEvent(event.type, event.object);
-          } catch (err) {
-            req.destroy();
-            end(err instanceof Error ? err : new Error(String(err)));
-            return;
-          }
+        let start = 0;
+        for (let nl = pending.indexOf('\n'); nl >= 0 && !finished; nl = pending.indexOf('\n', start)) {
+          const line = pending.slice(start, nl).trim();
+          start = nl + 1;
+          if (line !== '') deliver(line);
         }
+        pending = pending.slice(start);
       });
       res.on('end', () => end(null));
       res.on('error', end);
@@ -232,11 +232,12 @@ export async function kubeWatch(
         ),
       );
     });
-    req.setTimeout(opts.idleMs ?? 15 * 60_000, () =>
+    const idleMs = opts.idleMs ?? 15 * 60_000;
+    req.setTimeout(idleMs, () =>
       req.destroy(
         new WeftError(
           'WEFT_ERR_KUBE_API',
-          `watch ${url.pathname}: no data for ${Math.round((opts.idleMs ?? 900_000) / 1000)} s`,
+          `watch ${url.pathname}: no data for ${Math.round(idleMs / 1000)} s`,
         ),
       ),
     );
