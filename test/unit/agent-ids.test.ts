@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { IdAllocator, IdSpace, revNatAllocator, revNatSpace } from '../../src/agent/services/allocator.js';
+import { IdSpace, revNatSpace } from '../../src/agent/services/allocator.js';
 import {
   assignSlots,
   frontendIs,
@@ -8,63 +8,6 @@ import {
   slotsFor,
 } from '../../src/agent/services/plan.js';
 import { backendKeyOf, compareBackendKeys, type DesiredFrontend } from '../../src/agent/services/types.js';
-
-describe('IdAllocator', () => {
-  it('gives each key one id, the same every time it is asked', () => {
-    const a = new IdAllocator(1, 100);
-    expect(a.allocate('x')).toBe(1);
-    expect(a.allocate('y')).toBe(2);
-    expect(a.allocate('x')).toBe(1);
-    expect(a.get('y')).toBe(2);
-    expect(a.keyOf(2)).toBe('y');
-  });
-
-  it('seeded from the maps, keeps every id across a restart and continues after the highest', () => {
-    const before = new IdAllocator(1, 100);
-    for (const k of ['a', 'b', 'c', 'd']) before.allocate(k);
-    before.release('b');
-    const after = new IdAllocator(1, 100);
-    expect(after.seed(before.entries())).toEqual([]);
-    expect(['a', 'c', 'd'].map((k) => after.get(k))).toEqual([1, 3, 4]);
-    expect(after.allocate('e')).toBe(5);
-  });
-
-  it('reuses a freed id only after the cursor has gone round the range', () => {
-    const a = new IdAllocator(1, 4);
-    for (const k of ['a', 'b', 'c']) a.allocate(k);
-    a.release('b');
-    expect(a.allocate('d')).toBe(4);
-    expect(a.allocate('e')).toBe(2); // wrapped: b's id, the only free one
-    expect(a.allocate('f')).toBeUndefined(); // full
-    a.release('a');
-    expect(a.allocate('f')).toBe(1);
-  });
-
-  it('rejects seeds that repeat a key or an id, or fall outside the range', () => {
-    const a = new IdAllocator(1, 10);
-    const rejected = a.seed([
-      ['a', 1],
-      ['a', 2],
-      ['b', 1],
-      ['c', 11],
-      ['d', 0],
-      ['e', 3],
-    ]);
-    expect(rejected).toEqual([
-      ['a', 2],
-      ['b', 1],
-      ['c', 11],
-      ['d', 0],
-    ]);
-    expect(a.allocate('f')).toBe(4);
-  });
-
-  it('a seed at the top of the range wraps the cursor', () => {
-    const a = revNatAllocator();
-    a.seed([['x', 65535]]);
-    expect(a.allocate('y')).toBe(1);
-  });
-});
 
 describe('IdSpace', () => {
   it('hands out ids next-fit from a cursor past the seeds, skipping those taken, and wraps', () => {

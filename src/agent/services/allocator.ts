@@ -7,12 +7,10 @@
  * away does not lend its id to an unrelated one while sockets and affinity entries may still
  * remember it).
  */
-import type { BackendKey } from './types.js';
-
 /**
- * The ids of one range and the cursor that hands them out: what IdAllocator and the reconciler
- * (whose records hold the ids themselves) share. It counts the ids in use; which ones are is
- * the caller's to say.
+ * The ids of one range and the cursor that hands them out. It counts the ids in use; which ones
+ * are is the caller's to say (the reconciler's records hold the ids themselves, and it rejects
+ * duplicate seeds before they get here).
  */
 export class IdSpace {
   readonly min: number;
@@ -66,79 +64,6 @@ export class IdSpace {
   }
 }
 
-export class IdAllocator<K extends string | number = string> {
-  readonly min: number;
-  readonly max: number;
-  private readonly space: IdSpace;
-  private readonly byKey = new Map<K, number>();
-  private readonly byId = new Map<number, K>();
-  private readonly taken = (id: number) => this.byId.has(id);
-
-  /** Ids from `min` to `max` inclusive. */
-  constructor(min: number, max: number) {
-    this.space = new IdSpace(min, max);
-    this.min = min;
-    this.max = max;
-  }
-
-  /**
-   * Takes ids already in use (read back from the maps). A key seen twice keeps its first id and
-   * an id seen twice its first key: the rejected pairs come back, for the caller to clean up.
-   * The cursor moves past the highest seeded id.
-   */
-  seed(pairs: Iterable<readonly [K, number]>): Array<[K, number]> {
-    const rejected: Array<[K, number]> = [];
-    const ids: number[] = [];
-    for (const [key, id] of pairs) {
-      if (!this.space.holds(id) || this.byKey.has(key) || this.byId.has(id)) {
-        rejected.push([key, id]);
-        continue;
-      }
-      this.byKey.set(key, id);
-      this.byId.set(id, key);
-      ids.push(id);
-    }
-    this.space.seed(ids);
-    return rejected;
-  }
-
-  get(key: K): number | undefined {
-    return this.byKey.get(key);
-  }
-
-  keyOf(id: number): K | undefined {
-    return this.byId.get(id);
-  }
-
-  /** The key's id, allocating one if it has none; undefined when every id is taken. */
-  allocate(key: K): number | undefined {
-    const have = this.byKey.get(key);
-    if (have !== undefined) return have;
-    const id = this.space.next(this.taken);
-    if (id === undefined) return undefined;
-    this.byKey.set(key, id);
-    this.byId.set(id, key);
-    return id;
-  }
-
-  /** Frees the key's id (no-op when it has none). */
-  release(key: K): void {
-    const id = this.byKey.get(key);
-    if (id === undefined) return;
-    this.byKey.delete(key);
-    this.byId.delete(id);
-    this.space.release();
-  }
-
-  get size(): number {
-    return this.byKey.size;
-  }
-
-  entries(): IterableIterator<[K, number]> {
-    return this.byKey.entries();
-  }
-}
-
 /** Backend ids: any non-zero u32 (slot values; 0 reads as "missing" in the programs). */
 export function backendIdSpace(): IdSpace {
   return new IdSpace(1, 0xffff_ffff);
@@ -147,14 +72,4 @@ export function backendIdSpace(): IdSpace {
 /** Reverse-NAT indexes: a u16 shared by both families, 0 reserved. */
 export function revNatSpace(): IdSpace {
   return new IdSpace(1, 0xffff);
-}
-
-export function backendIdAllocator(): IdAllocator<BackendKey> {
-  const { min, max } = backendIdSpace();
-  return new IdAllocator<BackendKey>(min, max);
-}
-
-export function revNatAllocator(): IdAllocator {
-  const { min, max } = revNatSpace();
-  return new IdAllocator(min, max);
 }
