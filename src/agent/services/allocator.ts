@@ -44,7 +44,10 @@ export class IdSpace {
     this.cursor = highest >= this.max ? this.min : highest + 1;
   }
 
-  /** The first id from the cursor on (wrapping) that is not `taken`, now in use; undefined: none is free. */
+  /**
+   * The first id from the cursor on (wrapping) that is not `taken`, now in use; undefined: none
+   * is free. When it gives an id, its last call of `taken` was with that id.
+   */
   next(taken: (id: number) => boolean): number | undefined {
     if (this.used >= this.max - this.min + 1) return undefined;
     let id = this.cursor;

@@ -115,23 +115,19 @@ function idsOf(f: LbFrontend): Set<number> {
   return ids;
 }
 
-/** Calls `fn` once per distinct backend id `f` lists (both scopes), without a Set for short lists. */
-function forEachId(f: LbFrontend, fn: (id: number) => void): void {
+/**
+ * The distinct backend ids `f` lists (both scopes): its `backends` list itself when that is all
+ * of them, each once (nearly always: no closure or copy per frontend on a sync's hot path).
+ */
+function distinctIds(f: LbFrontend): readonly number[] {
   const ext = f.backends;
   const int = f.internalBackends;
-  if (ext.length + (int?.length ?? 0) > 16) {
-    for (const id of idsOf(f)) fn(id);
-    return;
+  if (int === undefined && ext.length <= 16) {
+    let distinct = true;
+    for (let i = 1; i < ext.length && distinct; i++) distinct = ext.lastIndexOf(ext[i]!, i - 1) === -1;
+    if (distinct) return ext;
   }
-  for (let i = 0; i < ext.length; i++) {
-    const id = ext[i]!;
-    if (ext.indexOf(id) === i) fn(id);
-  }
-  if (!int) return;
-  for (let i = 0; i < int.length; i++) {
-    const id = int[i]!;
-    if (int.indexOf(id) === i && !ext.includes(id)) fn(id);
-  }
+  return [...idsOf(f)];
 }
 
 /** Who claims a frontend: one Service (nearly always), or several (a conflict). */
@@ -311,7 +307,12 @@ export class Reconciler {
 
   private readonly backendIds = backendIdSpace();
   private readonly revNats = revNatSpace();
-  private readonly backendIdTaken = (id: number) => this.backendsById.get(id)?.key !== undefined;
+  /** The record backendIdTaken last looked at (backendId's next step wants it too). */
+  private probed: BackendRec | undefined;
+  private readonly backendIdTaken = (id: number) => {
+    this.probed = this.backendsById.get(id);
+    return this.probed?.key !== undefined;
+  };
   private readonly revNatTaken = (i: number) => this.byRevNat[i] !== undefined;
   private readonly failedServices = new Map<ServiceKey, ServiceFailure>();
   /** Backends and frontends that lost their last user: their ids may go back. */
@@ -387,7 +388,10 @@ export class Reconciler {
     const keys = this.cache.takeDirty();
     if (full) {
       for (const k of this.cache.serviceKeys()) keys.add(k);
-      for (const s of this.services.values()) if (s.claimed.length > 0) keys.add(s.key);
+      // forEach, not for-of: the first sync runs cold, where an iterator allocates per step.
+      this.services.forEach((s) => {
+        if (s.claimed.length > 0) keys.add(s.key);
+      });
       for (const k of this.failedServices.keys()) keys.add(k);
     }
     const report: SyncReport = {
@@ -411,10 +415,13 @@ export class Reconciler {
     run.plan(recomputed, full);
     run.execute();
     const services = recomputed.services;
+    // Nearly always nothing failed, now or before: then only the records of removed Services go.
+    const clean = run.failures.size === 0 && this.failedServices.size === 0;
     for (let i = 0; i < services.length; i++) {
       const s = services[i]!;
       const key = s.key;
       if (s.claimed.length === 0 && s.owned.length === 0 && s.wanted.length === 0) this.services.delete(key);
+      if (clean) continue;
       const failure = run.failures.get(key);
       if (!failure) {
         this.failedServices.delete(key);
@@ -509,11 +516,11 @@ export class Reconciler {
 
   // ---- state kept by SyncRun ----------------------------------------------------------------
 
-  /** @internal */ frontendRecs(): IterableIterator<FrontendRec> {
-    return this.frontends.values();
+  /** @internal */ frontendRecs(): ReadonlyMap<string, FrontendRec> {
+    return this.frontends;
   }
-  /** @internal */ backendRecsById(): IterableIterator<BackendRec> {
-    return this.backendsById.values();
+  /** @internal */ backendRecsById(): ReadonlyMap<number, BackendRec> {
+    return this.backendsById;
   }
   /** @internal */ mirrorBackend(id: number): LbBackend | undefined {
     return this.backendsById.get(id)?.mirror;
@@ -542,8 +549,10 @@ export class Reconciler {
     if (b.id !== 0) return b.id;
     const id = this.backendIds.next(this.backendIdTaken);
     if (id === undefined) return undefined;
-    // What the maps still hold or list under the id is now this key's.
-    const stale = this.backendsById.get(id);
+    // What the maps still hold or list under the id is now this key's (next's last probe was
+    // of this id: the record under it, if any).
+    const stale = this.probed;
+    this.probed = undefined;
     if (stale) {
       b.refs = stale.refs;
       b.mirror = stale.mirror;
@@ -572,18 +581,23 @@ export class Reconciler {
   setFrontend(rec: FrontendRec, f: LbFrontend | undefined, zeroed?: Set<BackendRec>): void {
     const old = rec.mirror;
     if (old) {
-      forEachId(old, (id) => {
+      const ids = distinctIds(old);
+      for (let i = 0; i < ids.length; i++) {
+        const id = ids[i]!;
         const b = this.backendsById.get(id);
-        if (!b) return;
-        if (--b.refs > 0) return;
+        if (!b) continue;
+        if (--b.refs > 0) continue;
         b.refs = 0;
         zeroed?.add(b);
         if (b.key === undefined && !b.mirror) this.backendsById.delete(id);
-      });
+      }
     }
     rec.mirror = f;
     if (f && !old) rec.held = ++this.frontendsHeld;
-    if (f) forEachId(f, (id) => this.backendAt(id).refs++);
+    if (f) {
+      const ids = distinctIds(f);
+      for (let i = 0; i < ids.length; i++) this.backendAt(ids[i]!).refs++;
+    }
     if (old?.sourceRanges?.length || f?.sourceRanges?.length) this.trackRanges(old, f);
   }
 
@@ -823,6 +837,8 @@ class SyncRun {
   private readonly touchedFrontends: FrontendRec[] = [];
   private readonly touchedBackends: BackendRec[] = [];
   private full = false;
+  /** Whether writing the backends failed (some frontends may then list one the maps lack). */
+  private backendsFailed = false;
 
   constructor(r: Reconciler, report: SyncReport) {
     this.r = r;
@@ -925,9 +941,9 @@ class SyncRun {
     if (full) {
       const deleting = new Set(this.deletes.map((d) => d.frontend));
       const orphans: FrontendRec[] = [];
-      for (const rec of this.r.frontendRecs()) {
+      this.r.frontendRecs().forEach((rec) => {
         if (rec.mirror && rec.claimants === undefined && !deleting.has(rec)) orphans.push(rec);
-      }
+      });
       for (const rec of orphans.sort((a, b) => a.held - b.held)) {
         this.touchedFrontends.push(rec);
         this.deletes.push({ frontend: rec, previous: rec.mirror! });
@@ -1013,6 +1029,7 @@ class SyncRun {
       for (let i = 0; i < recs.length; i++) this.r.setBackend(recs[i]!, this.backendWrites[i]);
       this.report.backendsWritten += recs.length;
     } catch (err) {
+      this.backendsFailed = true;
       this.r.logger.error({ err: errorText(err), code: errorCode(err) }, 'writing backends failed');
       for (let i = 0; i < recs.length; i++) {
         const b = this.backendWrites[i]!;
@@ -1033,7 +1050,9 @@ class SyncRun {
     // A Service goes all or nothing: drop every write of a Service that already failed.
     const writes = this.withoutFailed(this.writes);
     if (writes.length === 0) return;
-    for (let i = 0; i < writes.length; i++) {
+    // A listed backend is in the maps unless its write failed: it was written in this run, or
+    // its mirror was already right when planned (nothing before this step removes backends).
+    for (let i = 0; i < writes.length && this.backendsFailed; i++) {
       const w = writes[i]!;
       const missing = this.missingBackend(w.next);
       if (missing !== undefined) {
@@ -1101,7 +1120,14 @@ class SyncRun {
 
   private apply(writes: FrontendWrite[]): void {
     if (writes.length === 0) return;
-    this.r.writer.updateFrontends(writes.map((w) => ({ previous: w.frontend.mirror, next: w.next })));
+    // The writes are the changes when each one's `previous` is still what the maps hold (the
+    // first attempt: always); after a failed batch, from the mirror as read back.
+    let current = true;
+    for (let i = 0; i < writes.length && current; i++)
+      current = writes[i]!.previous === writes[i]!.frontend.mirror;
+    this.r.writer.updateFrontends(
+      current ? writes : writes.map((w) => ({ previous: w.frontend.mirror, next: w.next })),
+    );
     for (let i = 0; i < writes.length; i++)
       this.r.setFrontend(writes[i]!.frontend, writes[i]!.next, this.zeroed);
     this.report.frontendsWritten += writes.length;
@@ -1114,9 +1140,9 @@ class SyncRun {
     const recs = [...candidates].filter((b) => b.refs === 0 && b.mirror);
     if (this.full) {
       const orphans: BackendRec[] = [];
-      for (const b of this.r.backendRecsById()) {
+      this.r.backendRecsById().forEach((b) => {
         if (b.mirror && b.refs === 0 && !candidates.has(b)) orphans.push(b);
-      }
+      });
       for (const b of orphans.sort((x, y) => x.held - y.held)) recs.push(b);
     }
     if (recs.length === 0) return;
