@@ -449,6 +449,33 @@ describe('Service → frontends and backends (Kubernetes semantics)', () => {
     ]);
   });
 
+  it('one slice of ready endpoints: backends in the slice order, the frontend lists them in key order', () => {
+    const table: Array<{ family: 4 | 6; clusterIP: string; ips: string[]; name: string }> = [
+      {
+        family: 4,
+        clusterIP: '10.96.0.10',
+        ips: ['10.244.3.1', '10.244.1.9', '10.244.2.5'],
+        name: '10.96.0.10:80/TCP',
+      },
+      { family: 6, clusterIP: 'fd00::10', ips: ['fd01::3', 'fd01::1', 'fd01::2'], name: '[fd00::10]:80/TCP' },
+    ];
+    for (const t of table) {
+      const d = desired(service('web', { clusterIPs: [t.clusterIP] }), [
+        slice('w', 'web', [
+          ep(t.ips[0]!, 'node-a'),
+          ep(t.ips[1]!, 'node-b', { ready: true, serving: true, terminating: true }),
+          ep(t.ips[2]!),
+        ]),
+      ]);
+      expect(d.backends.map((b) => [b.address, b.state, b.local])).toEqual([
+        [t.ips[0], 'active', true],
+        [t.ips[1], 'terminating', false],
+        [t.ips[2], 'active', false],
+      ]);
+      expect(d.frontends.map((f) => [f.name, f.backends])).toEqual([[t.name, [1, 2, 0]]]);
+    }
+  });
+
   it('one pod behind two Service ports on the same target port is one backend; a terminating copy wins', () => {
     const svc = service('two', {
       ports: [

@@ -350,6 +350,76 @@ function taken<T>(now: Array<T | undefined>, n: number): T[] {
   return out;
 }
 
+/**
+ * desiredService for the usual Service, in one pass: a ClusterIP Service with one port and one
+ * cluster IP, both traffic policies Cluster, no externalIPs, and one EndpointSlice, of the
+ * cluster IP's family, with the port and at most 8 endpoints, all ready under distinct
+ * addresses. Then every endpoint is a backend of its own (distinct addresses, one port:
+ * distinct keys), in the slice's order, and the one frontend lists them all; no backendAt,
+ * no frontend and backend lists to share. undefined: not such a Service. The objects and
+ * arrays are made as the general path makes them (same properties in the same order, the
+ * backends through backendsNow and taken), so the reconciler sees one shape of each.
+ */
+function usualService(
+  svc: ServiceInfo,
+  slices: readonly EndpointSliceInfo[],
+  nodeName: string,
+  key: ServiceKey,
+): DesiredService | undefined {
+  if (
+    svc.type !== 'ClusterIP' ||
+    slices.length !== 1 ||
+    svc.ports.length !== 1 ||
+    svc.clusterIPs.length !== 1 ||
+    svc.externalIPs.length !== 0 ||
+    svc.internalTrafficPolicy !== 'Cluster' ||
+    svc.externalTrafficPolicy !== 'Cluster'
+  ) {
+    return undefined;
+  }
+  const port = svc.ports[0]!;
+  const address = svc.clusterIPs[0]!;
+  const family = familyOf(address);
+  const slice = slices[0]!;
+  if (slice.family !== family) return undefined;
+  const sp = slicePort(slice, port);
+  if (!sp || !allReadyAndDistinct(slice)) return undefined;
+
+  const endpoints = slice.endpoints;
+  const n = endpoints.length;
+  const protocol = port.protocol;
+  const backends = backendsNow;
+  // Indexes in the order of the keys: an insertion sort (at most 8, nearly always in order
+  // already). One family, so every key is a number or every key a string, and `>` orders them
+  // as compareBackendKeys does.
+  const list = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const e = endpoints[i]!;
+    const k = backendKey(e.address, sp.port, protocol);
+    const local = e.nodeName !== undefined && e.nodeName === nodeName;
+    backends[i] = desiredBackend(k, e.address, sp.port, protocol, e.terminating, local);
+    let j = i;
+    while (j > 0 && backends[list[j - 1]!]!.key > k) {
+      list[j] = list[j - 1]!;
+      j--;
+    }
+    list[j] = i;
+  }
+  const f: DesiredFrontend = {
+    name: `${family === 6 ? `[${address}]` : address}:${port.port}/${protocol}`,
+    address,
+    port: port.port,
+    protocol,
+    type: 'ClusterIP',
+    portName: port.name,
+    backends: list,
+    externalTrafficPolicy: 'Cluster',
+    internalTrafficPolicy: 'Cluster',
+  };
+  if (svc.affinityTimeoutSeconds !== undefined) f.affinityTimeoutSeconds = svc.affinityTimeoutSeconds;
+  return { key, frontends: [f], backends: taken(backendsNow, n) };
+}
+
 export function desiredService(
   svc: ServiceInfo,
   slices: readonly EndpointSliceInfo[],
@@ -360,6 +430,8 @@ export function desiredService(
   if (svc.type === 'ExternalName' || svc.headless || svc.clusterIPs.length === 0) {
     return { key, frontends: [], backends: [] };
   }
+  const usual = usualService(svc, slices, nodeName, key);
+  if (usual) return usual;
   frontendCount = 0;
   backendCount = 0;
   backendIndex = undefined;
