@@ -67,7 +67,8 @@ export class ServiceCache {
   private readonly nodes = new Map<string, NodeInfo>();
   private nodeList: NodeInfo[] | undefined;
   private readonly nodeDependent = new Set<ServiceKey>();
-  private readonly dirty = new Set<ServiceKey>();
+  /** Handed over whole by takeDirty, which starts a new one. */
+  private dirty = new Set<ServiceKey>();
   private readonly invalidObjects = new Map<string, InvalidObject>();
   private readonly syncedKinds = new Set<ResourceKind>();
   /** Called after every event that dirtied a Service (to schedule a sync). */
@@ -139,10 +140,13 @@ export class ServiceCache {
     if (this.dirty.size !== was) this.onDirty?.();
   }
 
-  /** The dirty Services, forgetting them. */
+  /**
+   * The dirty Services, forgetting them: the cache's own set, handed over (the caller may change
+   * it), not a copy; on a start that is every Service.
+   */
   takeDirty(): Set<ServiceKey> {
-    const out = new Set(this.dirty);
-    this.dirty.clear();
+    const out = this.dirty;
+    this.dirty = new Set();
     return out;
   }
 
