@@ -387,7 +387,7 @@ export class Reconciler {
     const startedAt = Date.now();
     const keys = this.cache.takeDirty();
     if (full) {
-      for (const k of this.cache.serviceKeys()) keys.add(k);
+      this.cache.addServiceKeysTo(keys);
       // forEach, not for-of: the first sync runs cold, where an iterator allocates per step.
       this.services.forEach((s) => {
         if (s.claimed.length > 0) keys.add(s.key);
