@@ -418,8 +418,8 @@ export function frontendName(f: FrontendAddress): string {
 
 // ---- validation at the edge ---------------------------------------------------------------
 
-function invalid(what: string | (() => string), why: string): never {
-  throw new WeftError('WEFT_ERR_LB_INVALID', `${typeof what === 'function' ? what() : what}: ${why}`);
+function invalid(what: string, why: string): never {
+  throw new WeftError('WEFT_ERR_LB_INVALID', `${what}: ${why}`);
 }
 
 /**
@@ -430,80 +430,102 @@ function knownFamily(address: string): IpFamily {
   return address.includes(':') ? 6 : 4;
 }
 
-/** Names the item at fault; built only when something is wrong (validation runs per entry). */
-type What = string | (() => string);
+// Each *Fault function says what is wrong with one field, or returns undefined: the name of the
+// item at fault is built only when something is (validation runs per entry of a bulk write).
 
-function checkInteger(what: What, field: string, v: unknown, min: number, max: number): void {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    invalid(what, `${field} ${String(v)} must be an integer from ${min} to ${max}`);
-  }
+function isIntegerIn(v: unknown, min: number, max: number): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 }
 
-function checkProtocol(what: What, p: unknown): void {
-  if (typeof p !== 'string' || !Object.hasOwn(lbProtocols, p)) {
-    invalid(what, `protocol ${String(p)} must be one of ${Object.keys(lbProtocols).join(', ')}`);
-  }
+function integerFault(field: string, v: unknown, min: number, max: number): string | undefined {
+  if (isIntegerIn(v, min, max)) return undefined;
+  return `${field} ${String(v)} must be an integer from ${min} to ${max}`;
 }
 
-function checkAddress(what: What, a: unknown): IpFamily {
-  if (typeof a === 'string' && isIPv4(a)) return 4;
-  if (typeof a !== 'string' || !isIPv6(a)) invalid(what, `address ${String(a)} is not an IP address`);
-  if (/^::ffff:/i.test(a)) invalid(what, `address ${a} is v4-mapped; give the IPv4 address`);
-  return 6;
+function protocolFault(p: unknown): string | undefined {
+  if (typeof p === 'string' && Object.hasOwn(lbProtocols, p)) return undefined;
+  return `protocol ${String(p)} must be one of ${Object.keys(lbProtocols).join(', ')}`;
+}
+
+function oneOfFault<T>(field: string, v: T, allowed: readonly T[]): string | undefined {
+  if (allowed.includes(v)) return undefined;
+  return `${field} ${String(v)} must be one of ${allowed.join(', ')}`;
+}
+
+function addressFault(a: unknown): string | undefined {
+  if (typeof a === 'string' && isIPv4(a)) return undefined;
+  if (typeof a !== 'string' || !isIPv6(a)) return `address ${String(a)} is not an IP address`;
+  if (/^::ffff:/i.test(a)) return `address ${a} is v4-mapped; give the IPv4 address`;
+  return undefined;
+}
+
+function checkInteger(what: string, field: string, v: unknown, min: number, max: number): void {
+  const fault = integerFault(field, v, min, max);
+  if (fault !== undefined) invalid(what, fault);
 }
 
 const frontendTypes: readonly FrontendType[] = ['ClusterIP', 'NodePort', 'ExternalIP', 'LoadBalancer'];
 const MAX_BACKENDS_PER_FRONTEND = 0xffff;
 
-function checkBackendList(what: What, field: string, list: unknown): void {
-  if (!Array.isArray(list)) invalid(what, `${field} must be a list of backend ids`);
+function backendListFault(field: string, list: unknown): string | undefined {
+  if (!Array.isArray(list)) return `${field} must be a list of backend ids`;
   if (list.length > MAX_BACKENDS_PER_FRONTEND) {
-    invalid(what, `${field} lists ${list.length} backends; at most ${MAX_BACKENDS_PER_FRONTEND} fit`);
+    return `${field} lists ${list.length} backends; at most ${MAX_BACKENDS_PER_FRONTEND} fit`;
   }
   for (let i = 0; i < list.length; i++) {
-    const id: unknown = list[i];
-    // The usual case without a call; checkInteger names the fault.
-    if (typeof id === 'number' && id >= 1 && id <= 0xffff_ffff && Number.isInteger(id)) continue;
-    checkInteger(what, `${field} id`, id, 1, 0xffff_ffff);
+    if (!isIntegerIn(list[i], 1, 0xffff_ffff)) return integerFault(`${field} id`, list[i], 1, 0xffff_ffff);
   }
+  return undefined;
+}
+
+function trafficPolicyFault(field: string, policy: unknown): string | undefined {
+  return policy === 'Cluster' || policy === 'Local' ? undefined : `${field} must be Cluster or Local`;
+}
+
+function sourceRangesFault(ranges: unknown): string | undefined {
+  if (!Array.isArray(ranges)) return 'sourceRanges must be a list of CIDRs';
+  for (const c of ranges) {
+    if (typeof c !== 'string' || !canonicalCIDR(c)) return `source range ${String(c)} is not a CIDR`;
+  }
+  return undefined;
 }
 
 /** Throws WEFT_ERR_LB_INVALID naming the frontend and the field, before any map is touched. */
 export function validateFrontend(f: LbFrontend): void {
-  const what = () => `frontend ${f.address}:${f.port}/${f.protocol}`;
-  checkAddress(what, f.address);
-  checkInteger(what, 'port', f.port, 1, 0xffff);
-  checkProtocol(what, f.protocol);
-  if (!frontendTypes.includes(f.type))
-    invalid(what, `type ${String(f.type)} must be one of ${frontendTypes.join(', ')}`);
-  checkInteger(what, 'revNatIndex', f.revNatIndex, 1, 0xffff);
-  checkBackendList(what, 'backends', f.backends);
-  if (f.internalBackends !== undefined) checkBackendList(what, 'internalBackends', f.internalBackends);
-  if (f.affinityTimeoutSeconds !== undefined) {
-    checkInteger(what, 'affinityTimeoutSeconds', f.affinityTimeoutSeconds, 1, 0xffff_ffff);
-  }
-  for (const field of ['externalTrafficPolicy', 'internalTrafficPolicy'] as const) {
-    if (f[field] !== 'Cluster' && f[field] !== 'Local') invalid(what, `${field} must be Cluster or Local`);
-  }
-  if (f.sourceRanges !== undefined) {
-    if (!Array.isArray(f.sourceRanges)) invalid(what, 'sourceRanges must be a list of CIDRs');
-    for (const c of f.sourceRanges) {
-      if (typeof c !== 'string' || !canonicalCIDR(c))
-        invalid(what, `source range ${String(c)} is not a CIDR`);
-    }
-  }
+  const fault = frontendFault(f);
+  if (fault !== undefined) invalid(`frontend ${f.address}:${f.port}/${f.protocol}`, fault);
+}
+
+function frontendFault(f: LbFrontend): string | undefined {
+  return (
+    addressFault(f.address) ??
+    integerFault('port', f.port, 1, 0xffff) ??
+    protocolFault(f.protocol) ??
+    oneOfFault('type', f.type, frontendTypes) ??
+    integerFault('revNatIndex', f.revNatIndex, 1, 0xffff) ??
+    backendListFault('backends', f.backends) ??
+    (f.internalBackends === undefined
+      ? undefined
+      : backendListFault('internalBackends', f.internalBackends)) ??
+    (f.affinityTimeoutSeconds === undefined
+      ? undefined
+      : integerFault('affinityTimeoutSeconds', f.affinityTimeoutSeconds, 1, 0xffff_ffff)) ??
+    trafficPolicyFault('externalTrafficPolicy', f.externalTrafficPolicy) ??
+    trafficPolicyFault('internalTrafficPolicy', f.internalTrafficPolicy) ??
+    (f.sourceRanges === undefined ? undefined : sourceRangesFault(f.sourceRanges))
+  );
 }
 
 export function validateBackend(b: LbBackend): void {
-  const what = () => `backend ${String(b.id)}`;
-  checkInteger(what, 'id', b.id, 1, 0xffff_ffff);
-  checkAddress(what, b.address);
-  checkInteger(what, 'port', b.port, 1, 0xffff);
-  checkProtocol(what, b.protocol);
-  if (!backendStates.includes(b.state))
-    invalid(what, `state ${String(b.state)} must be one of ${backendStates.join(', ')}`);
-  checkInteger(what, 'clusterId', b.clusterId, 0, 0xffff);
-  checkInteger(what, 'zone', b.zone, 0, 0xff);
+  const fault =
+    integerFault('id', b.id, 1, 0xffff_ffff) ??
+    addressFault(b.address) ??
+    integerFault('port', b.port, 1, 0xffff) ??
+    protocolFault(b.protocol) ??
+    oneOfFault('state', b.state, backendStates) ??
+    integerFault('clusterId', b.clusterId, 0, 0xffff) ??
+    integerFault('zone', b.zone, 0, 0xff);
+  if (fault !== undefined) invalid(`backend ${String(b.id)}`, fault);
 }
 
 // ---- model ↔ entries (pure) ------------------------------------------------------------
@@ -911,7 +933,10 @@ export class LbMaps {
     const revNats = new Map<number, string>();
     const planned: FrontendChange[] = [];
     let fresh = 0;
-    for (const { previous, next } of changes) {
+    // Indexed: a cold sync runs this loop before it is optimized, where for-of costs an
+    // iterator step per change.
+    for (let i = 0; i < changes.length; i++) {
+      const { previous, next } = changes[i]!;
       const key = next ?? previous;
       if (!key) continue;
       const name = frontendName(key);
@@ -957,9 +982,9 @@ export class LbMaps {
   deleteFrontends(frontends: FrontendAddress[]): void {
     for (const f of frontends) {
       const what = `frontend ${String(f.address)}:${String(f.port)}/${String(f.protocol)}`;
-      checkAddress(what, f.address);
-      checkInteger(what, 'port', f.port, 1, 0xffff);
-      checkProtocol(what, f.protocol);
+      const fault =
+        addressFault(f.address) ?? integerFault('port', f.port, 1, 0xffff) ?? protocolFault(f.protocol);
+      if (fault !== undefined) invalid(what, fault);
     }
     const previous = this.readFrontends(frontends);
     const changes: FrontendChange[] = [];
@@ -1229,7 +1254,8 @@ export class LbMaps {
    */
   private writeNew(frontends: LbFrontend[]): boolean {
     const byFamily: Record<IpFamily, LbFrontend[]> = { 4: [], 6: [] };
-    for (const f of frontends) byFamily[knownFamily(f.address)].push(f);
+    for (let i = 0; i < frontends.length; i++)
+      byFamily[knownFamily(frontends[i]!.address)].push(frontends[i]!);
     const written: Array<{ maps: FamilyMaps; frontends: LbFrontend[] }> = [];
     try {
       for (const maps of [this.v4, this.v6]) {

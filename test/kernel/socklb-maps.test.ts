@@ -254,6 +254,48 @@ describe('LbMaps', () => {
       () => lb.applyFrontends([clusterIP(904, [1]), { ...clusterIP(905, [1]), port: 0 }]),
       /port 0/,
     ],
+    [
+      'a frontend listed twice in one update',
+      () =>
+        lb.updateFrontends([
+          { previous: undefined, next: clusterIP(906, [1]) },
+          { previous: undefined, next: { ...clusterIP(906, [1]), revNatIndex: 1907 } },
+        ]),
+      /^frontend 10\.250\.3\.157:80\/TCP: listed twice$/,
+    ],
+    [
+      'an IPv6 frontend listed twice in one update',
+      () =>
+        lb.updateFrontends([
+          { previous: undefined, next: { ...clusterIP(906, [40]), address: 'fd77:250::9' } },
+          { previous: undefined, next: { ...clusterIP(907, [40]), address: 'fd77:250::9' } },
+        ]),
+      /^frontend \[fd77:250::9\]:80\/TCP: listed twice$/,
+    ],
+    [
+      'a frontend removed and added in one update',
+      () =>
+        lb.updateFrontends([
+          { previous: clusterIP(911, [1]), next: undefined },
+          { previous: undefined, next: clusterIP(911, [1]) },
+        ]),
+      /^frontend 10\.250\.3\.162:80\/TCP: listed twice$/,
+    ],
+    [
+      'an update whose previous state is that of another frontend',
+      () =>
+        lb.updateFrontends([{ previous: clusterIP(908, [1]), next: { ...clusterIP(908, [1]), port: 81 } }]),
+      /^frontend 10\.250\.3\.159:81\/TCP: its previous state is that of 10\.250\.3\.159:80\/TCP$/,
+    ],
+    [
+      'two frontends with one reverse NAT index in one update',
+      () =>
+        lb.updateFrontends([
+          { previous: undefined, next: clusterIP(909, [1]) },
+          { previous: undefined, next: { ...clusterIP(910, [1]), revNatIndex: 910 } },
+        ]),
+      /^frontend 10\.250\.3\.161:80\/TCP: revNatIndex 910 is also given to 10\.250\.3\.160:80\/TCP$/,
+    ],
     ['removing a backend a frontend still lists', () => lb.deleteBackends([1]), /still listed by/],
   ])('%s is refused with a clear error and no map changes', (_name, act, message) => {
     const before = snapshot(lb);
