@@ -17,7 +17,7 @@ import {
   u64,
   u64n,
 } from './codec.js';
-import { BatchError, BpfMap } from './map.js';
+import { type BatchEncoder, BatchError, BpfMap } from './map.js';
 import { BpfObject } from './object.js';
 
 /**
@@ -1287,54 +1287,15 @@ export class LbMaps {
   }
 
   private writeNewFamily(maps: FamilyMaps, mine: LbFrontend[]): void {
-    const n = mine.length;
-    this.updateEntriesWith(maps.reverseNat, n, { address: '', port: 0 }, (i, v) => {
-      const f = mine[i]!;
-      v.address = f.address;
-      v.port = f.port;
-      return f.revNatIndex;
-    });
-    const key: Lb4Key = { address: '', dport: 0, backend_slot: 0, proto: 0, scope: 0 };
-    const value: LbService = { backend_id: 0, count: 0, rev_nat_index: 0, flags: 0, flags2: 0 };
-    // Slots: each frontend's INT run, then its EXT run (planFrontend's order).
-    let slots = 0;
-    let internal = 0;
-    for (const f of mine) {
-      slots += f.backends.length + (f.internalBackends?.length ?? 0);
-      if (f.internalBackends) internal++;
-    }
-    let fi = 0;
-    let scope: number = LbScope.internal;
-    let s = 0;
-    this.updateEntriesWith(maps.services, slots, value, (_i, v) => {
-      for (;;) {
-        const f = mine[fi]!;
-        const list = scope === LbScope.internal ? f.internalBackends : f.backends;
-        if (list && s < list.length) {
-          slotEntry(f, list[s]!, v);
-          s++;
-          return serviceKey(f, scope, s, key);
-        }
-        s = 0;
-        if (scope === LbScope.internal) scope = LbScope.external;
-        else {
-          scope = LbScope.internal;
-          fi++;
-        }
-      }
-    });
-    const masters = (scope: number, list: LbFrontend[]) =>
-      this.updateEntriesWith(maps.services, list.length, value, (i, v) => {
-        const f = list[i]!;
-        masterEntry(f, scope, v);
-        return serviceKey(f, scope, 0, key);
-      });
-    if (internal > 0)
-      masters(
-        LbScope.internal,
-        mine.filter((f) => f.internalBackends !== undefined),
-      );
-    masters(LbScope.external, mine);
+    const encoder = new NewFrontendEncoder(maps.family, mine);
+    this.updateEntriesEncoded(maps.reverseNat, mine.length, (batch) => encoder.reverseNat(batch));
+    this.updateEntriesEncoded(maps.services, encoder.slotCount, (batch) => encoder.slots(batch));
+    this.updateEntriesEncoded(maps.services, encoder.internalCount, (batch) =>
+      encoder.masters(batch, LbScope.internal),
+    );
+    this.updateEntriesEncoded(maps.services, mine.length, (batch) =>
+      encoder.masters(batch, LbScope.external),
+    );
   }
 
   /**
@@ -1478,6 +1439,24 @@ export class LbMaps {
     }
   }
 
+  /** updateBatchEncoded of `count` entries, reported to onOps. */
+  private updateEntriesEncoded<K, V>(
+    map: BpfMap<K, V>,
+    count: number,
+    fill: (batch: BatchEncoder) => void,
+  ): void {
+    if (count === 0) return;
+    try {
+      map.updateBatchEncoded(fill);
+      this.report(map.name, 'update', 'success', count);
+    } catch (err) {
+      const applied = err instanceof BatchError ? err.applied : 0;
+      this.report(map.name, 'update', 'success', applied);
+      this.report(map.name, 'update', 'fail', count - applied);
+      throw err;
+    }
+  }
+
   /** deleteBatch (absent keys skipped), reported to onOps. */
   private deleteEntries<K, V>(map: BpfMap<K, V>, keys: readonly K[]): number {
     if (keys.length === 0) return 0;
@@ -1501,6 +1480,150 @@ export class LbMaps {
       // A metrics callback never breaks a map write.
     }
   }
+}
+
+/**
+ * The entries of frontends new to the maps (no affinity), written into batch buffers in
+ * LbMaps.writeNew's order as 16-bit words in host order (little endian, as the u16 codec
+ * assumes; every field of these structs is one or more whole words). Each frontend's address
+ * is parsed once, by the address codec, and every entry is a few word stores, where the struct
+ * codecs would parse the address again for each slot and master. Words, not 32-bit ones: they
+ * stay small integers, which unoptimized code (a cold sync) reads and writes without
+ * allocating. The layouts are lb.h's (lb{4,6}_key, lb_service, lb{4,6}_reverse_nat); a unit
+ * test checks that the bytes are the codecs'.
+ */
+export class NewFrontendEncoder {
+  /** Slot entries, both scopes. */
+  readonly slotCount: number;
+  /** Frontends with two scopes: INT masters. */
+  readonly internalCount: number;
+  /** Words per address: 2 (IPv4) or 8 (IPv6). */
+  private readonly addressWords: number;
+  /** Each frontend's address, in network byte order, as words. */
+  private readonly addresses: Uint16Array;
+  private readonly master: LbService = { backend_id: 0, count: 0, rev_nat_index: 0, flags: 0, flags2: 0 };
+
+  constructor(
+    family: IpFamily,
+    private readonly frontends: readonly LbFrontend[],
+  ) {
+    const address = family === 4 ? ipv4 : ipv6;
+    this.addressWords = address.size / 2;
+    this.addresses = new Uint16Array(frontends.length * this.addressWords);
+    const bytes = Buffer.from(this.addresses.buffer);
+    let slots = 0;
+    let internal = 0;
+    for (let i = 0; i < frontends.length; i++) {
+      const f = frontends[i]!;
+      address.encode(f.address, bytes, i * address.size);
+      slots += f.backends.length + (f.internalBackends?.length ?? 0);
+      if (f.internalBackends) internal++;
+    }
+    this.slotCount = slots;
+    this.internalCount = internal;
+  }
+
+  /** One reverse NAT entry per frontend: key u16 index; value address, __be16 port, pad. */
+  reverseNat(batch: BatchEncoder): void {
+    const keys = words(batch.keys);
+    const values = words(batch.values);
+    const valueWords = this.addressWords + 2;
+    for (let i = 0; i < this.frontends.length; i++) {
+      const f = this.frontends[i]!;
+      const at = batch.next();
+      keys[at] = f.revNatIndex;
+      const w = this.address(values, at * valueWords, i);
+      values[w] = be16Word(f.port);
+      values[w + 1] = 0;
+    }
+  }
+
+  /** Every slot: each frontend's INT run, then its EXT run (planFrontend's order). */
+  slots(batch: BatchEncoder): void {
+    const keys = words(batch.keys);
+    const values = words(batch.values);
+    for (let i = 0; i < this.frontends.length; i++) {
+      const f = this.frontends[i]!;
+      if (f.internalBackends) this.run(batch, keys, values, i, LbScope.internal, f.internalBackends);
+      this.run(batch, keys, values, i, LbScope.external, f.backends);
+    }
+  }
+
+  /** The masters of one scope: every frontend's EXT master, or the INT masters of two-scope ones. */
+  masters(batch: BatchEncoder, scope: number): void {
+    const keys = words(batch.keys);
+    const values = words(batch.values);
+    for (let i = 0; i < this.frontends.length; i++) {
+      const f = this.frontends[i]!;
+      if (scope === LbScope.internal && !f.internalBackends) continue;
+      const at = batch.next();
+      const m = masterEntry(f, scope, this.master);
+      this.key(keys, at, i, scope, 0);
+      this.service(values, at, m.backend_id, m.count, m.flags, m.flags2, f.revNatIndex);
+    }
+  }
+
+  private run(
+    batch: BatchEncoder,
+    keys: Uint16Array,
+    values: Uint16Array,
+    i: number,
+    scope: number,
+    backends: readonly number[],
+  ): void {
+    const revNatIndex = this.frontends[i]!.revNatIndex;
+    for (let s = 0; s < backends.length; s++) {
+      const at = batch.next();
+      this.key(keys, at, i, scope, s + 1);
+      this.service(values, at, backends[s]!, 0, 0, 0, revNatIndex);
+    }
+  }
+
+  /** lb{4,6}_key: address, __be16 dport, u16 backend_slot, u8 proto, u8 scope, pad. */
+  private key(keys: Uint16Array, at: number, i: number, scope: number, slot: number): void {
+    const f = this.frontends[i]!;
+    const w = this.address(keys, at * (this.addressWords + 4), i);
+    keys[w] = be16Word(f.port);
+    keys[w + 1] = slot;
+    keys[w + 2] = lbProtocols[f.protocol] | (scope << 8);
+    keys[w + 3] = 0;
+  }
+
+  /** lb_service: u32 backend_id, u16 count, u16 rev_nat_index, u8 flags, u8 flags2, pad. */
+  private service(
+    values: Uint16Array,
+    at: number,
+    backendId: number,
+    count: number,
+    flags: number,
+    flags2: number,
+    revNatIndex: number,
+  ): void {
+    const w = at * 6;
+    values[w] = backendId & 0xffff;
+    values[w + 1] = backendId >>> 16;
+    values[w + 2] = count;
+    values[w + 3] = revNatIndex;
+    values[w + 4] = flags | (flags2 << 8);
+    values[w + 5] = 0;
+  }
+
+  /** Frontend i's address at word `w` of `out`; returns the word after it. */
+  private address(out: Uint16Array, w: number, i: number): number {
+    const n = this.addressWords;
+    for (let k = 0; k < n; k++) out[w + k] = this.addresses[i * n + k]!;
+    return w + n;
+  }
+}
+
+/** A batch buffer as host-order 16-bit words (its entries' sizes are even). */
+function words(b: Buffer): Uint16Array {
+  return new Uint16Array(b.buffer, b.byteOffset, b.length >>> 1);
+}
+
+/** A __be16 as a host-order (little endian) word. */
+function be16Word(v: number): number {
+  return ((v >>> 8) | (v << 8)) & 0xffff;
 }
 
 /**

@@ -28,6 +28,14 @@ export class BatchError extends KernelError {
   }
 }
 
+/** The batch buffers of BpfMap.updateBatchEncoded, for a caller that writes entries' bytes. */
+export interface BatchEncoder {
+  readonly keys: Buffer;
+  readonly values: Buffer;
+  /** Room for one more entry: its index in the buffers (a full chunk is written first). */
+  next(): number;
+}
+
 /**
  * A BPF map with typed keys and values. Single-entry calls reuse two scratch buffers; batch
  * calls encode every entry into one native buffer and cross into C once per 16k entries
@@ -207,6 +215,39 @@ export class BpfMap<K, V> {
       this.submitUpdateChunk(b, start, n);
     }
     b.opts.buffer.writeBigUInt64LE(0n, 8);
+  }
+
+  /**
+   * updateBatch for a caller that writes each entry's bytes itself, straight into the batch
+   * buffers: `fill(batch)` calls batch.next() once per entry, in order, and writes that entry's
+   * key at next() × keySize in batch.keys and its value at next() × valueSize in batch.values
+   * (every byte, padding included: the buffers are reused). No tuple, object or call per entry
+   * in between; same error contract as updateBatch.
+   */
+  updateBatchEncoded(fill: (batch: BatchEncoder) => void, flag: UpdateFlag = 'any'): void {
+    this.assertOpen();
+    const b = this.batchBuffers();
+    b.opts.buffer.writeBigUInt64LE(BigInt(updateFlags[flag]), 8);
+    let start = 0;
+    let n = 0;
+    const batch: BatchEncoder = {
+      keys: b.keys.buffer,
+      values: b.values.buffer,
+      next: () => {
+        if (n === BATCH_CHUNK) {
+          this.submitUpdateChunk(b, start, n);
+          start += n;
+          n = 0;
+        }
+        return n++;
+      },
+    };
+    try {
+      fill(batch);
+      if (n > 0) this.submitUpdateChunk(b, start, n);
+    } finally {
+      b.opts.buffer.writeBigUInt64LE(0n, 8);
+    }
   }
 
   /**

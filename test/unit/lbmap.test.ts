@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { Codec } from '../../src/datapath/codec.js';
+import { type Codec, u16 } from '../../src/datapath/codec.js';
 import {
   type FrontendPlan,
+  type IpFamily,
   frontendsFromEntries,
   type Lb4Key,
   type LbFrontend,
@@ -24,10 +25,12 @@ import {
   lbAffinityMatchKey,
   lbMaxEntries,
   lbService,
+  NewFrontendEncoder,
   planFrontend,
   validateBackend,
   validateFrontend,
 } from '../../src/datapath/lbmap.js';
+import type { BatchEncoder } from '../../src/datapath/map.js';
 
 function encode<T>(codec: Codec<T>, value: T): Buffer {
   const buf = Buffer.alloc(codec.size + 2, 0xee);
@@ -238,6 +241,98 @@ describe('input validation', () => {
     expect(() => validateBackend(good as never)).not.toThrow();
     expect(() => validateBackend({ ...good, ...change } as never)).toThrowError(message);
   });
+});
+
+describe('new frontends encoded straight into batch buffers', () => {
+  /** What an encoder writes through a BatchEncoder over plain buffers. */
+  function written(keySize: number, valueSize: number, fill: (batch: BatchEncoder) => void): Buffer[] {
+    const keys = Buffer.alloc(keySize * 1024, 0xee);
+    const values = Buffer.alloc(valueSize * 1024, 0xee);
+    let n = 0;
+    fill({ keys, values, next: () => n++ });
+    return [keys.subarray(0, n * keySize), values.subarray(0, n * valueSize)];
+  }
+
+  function encoded<K, V>(
+    keyCodec: Codec<K>,
+    valueCodec: Codec<V>,
+    entries: Array<readonly [K, V]>,
+  ): Buffer[] {
+    return [
+      Buffer.concat(entries.map(([k]) => encode(keyCodec, k))),
+      Buffer.concat(entries.map(([, v]) => encode(valueCodec, v))),
+    ];
+  }
+
+  const v4: LbFrontend[] = [
+    clusterIP,
+    {
+      ...clusterIP,
+      address: '192.168.7.250',
+      port: 30080,
+      protocol: 'UDP',
+      type: 'NodePort',
+      revNatIndex: 300,
+      backends: [21],
+      internalBackends: [21, 22],
+      externalTrafficPolicy: 'Local',
+      internalTrafficPolicy: 'Local',
+      affinityTimeoutSeconds: 10800,
+    },
+    {
+      ...clusterIP,
+      address: '203.0.113.9',
+      port: 443,
+      type: 'LoadBalancer',
+      revNatIndex: 65535,
+      backends: [0xffff_fffe, 1],
+      sourceRanges: ['10.0.0.0/8'],
+    },
+    { ...clusterIP, address: '10.96.0.11', revNatIndex: 2, backends: [] },
+    {
+      ...clusterIP,
+      address: '10.96.0.12',
+      revNatIndex: 3,
+      backends: Array.from({ length: 300 }, (_, i) => i + 1),
+    },
+  ];
+  const v6: LbFrontend[] = v4.map((f, i) => ({
+    ...f,
+    address: ['fd00:96::a', '2001:db8::1:0:0:7', 'fe80::1', '::1', 'fd00::12'][i]!,
+  }));
+
+  it.each([
+    ['IPv4', 4, v4, lb4Key, lb4ReverseNat],
+    ['IPv6', 6, v6, lb6Key, lb6ReverseNat],
+  ] as const)(
+    '%s: the same bytes as the struct codecs, in the order the planned path writes',
+    (_name, family, frontends, keyCodec, revNatCodec) => {
+      const encoder = new NewFrontendEncoder(family as IpFamily, frontends);
+      const plans = frontends.map((f) => planFrontend(undefined, f));
+      const serviceWrites = plans.flatMap((p) => p.serviceWrites);
+      const slots = serviceWrites.filter(([k]) => k.backend_slot !== 0);
+      const masters = (scope: number) =>
+        serviceWrites.filter(([k]) => k.backend_slot === 0 && k.scope === scope);
+
+      expect(written(2, revNatCodec.size, (b) => encoder.reverseNat(b))).toEqual(
+        encoded(
+          u16,
+          revNatCodec,
+          plans.flatMap((p) => p.reverseNatWrites),
+        ),
+      );
+      expect(encoder.slotCount).toBe(slots.length);
+      expect(written(keyCodec.size, lbService.size, (b) => encoder.slots(b))).toEqual(
+        encoded(keyCodec, lbService, slots),
+      );
+      expect(encoder.internalCount).toBe(masters(LbScope.internal).length);
+      for (const scope of [LbScope.internal, LbScope.external]) {
+        expect(written(keyCodec.size, lbService.size, (b) => encoder.masters(b, scope))).toEqual(
+          encoded(keyCodec, lbService, masters(scope)),
+        );
+      }
+    },
+  );
 });
 
 /**
