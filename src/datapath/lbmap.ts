@@ -1154,9 +1154,14 @@ export class LbMaps {
 
   private writeBackends(backends: LbBackend[]): void {
     const value: Lb4Backend = { address: '', port: 0, proto: 0, flags: 0, cluster_id: 0, zone: 0 };
+    // Split by family in one pass, and not at all when every backend has the same one.
+    let v6 = 0;
+    for (let i = 0; i < backends.length; i++) if (knownFamily(backends[i]!.address) === 6) v6++;
     for (const maps of [this.v4, this.v6]) {
-      const mine = backends.filter((b) => knownFamily(b.address) === maps.family);
-      if (mine.length === 0) continue;
+      const count = maps.family === 6 ? v6 : backends.length - v6;
+      if (count === 0) continue;
+      const mine =
+        count === backends.length ? backends : backends.filter((b) => knownFamily(b.address) === maps.family);
       try {
         // Encoded straight from the model: no entry object per backend.
         this.updateEntriesWith(maps.backends, mine.length, value, (i, v) => {
