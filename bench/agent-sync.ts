@@ -6,11 +6,19 @@
 // must write nothing), and a split per phase (desired state, planning, each LbMaps call, GC).
 // No API server, no informers: this is the JavaScript cost of a sync alone.
 //
-//   node --import tsx bench/agent-sync.ts [--services N] [--rounds R]
-//   node --cpu-prof --cpu-prof-dir=/tmp/prof --import tsx bench/agent-sync.ts --rounds 1
+//   node --import tsx bench/agent-sync.ts [--services N] [--rounds R] [--cpu-prof DIR]
+//
+// --cpu-prof DIR writes a CPU profile of each round's cold sync (and of nothing else) to
+// DIR/agent-sync-cold-<round>.cpuprofile, sampled every 100 µs through the inspector. Node's own
+// --cpu-prof profiles the whole process, and its sampling signals make loading the BPF object
+// fail (EAGAIN from the verifier's retries) at intervals below ≈2 ms. Profiled syncs run slower.
+//
+// mainThreadCpuMs is the main thread's time on a CPU during the sync (schedstat): unlike the
+// wall time it hardly moves when other processes take the machine's cores, so compare it first.
 //
 // Everything it makes is under /sys/fs/bpf/weft-bench-agent-sync-<pid>/ and removed at the end.
-import { rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
@@ -25,6 +33,7 @@ const { values: args } = parseArgs({
   options: {
     services: { type: 'string', default: '10000' },
     rounds: { type: 'string', default: '5' },
+    'cpu-prof': { type: 'string' },
   },
 });
 const SERVICES = Number(args.services);
@@ -95,8 +104,10 @@ function filledCache(raw: ReturnType<typeof rawObjects>): ServiceCache {
 /** ms spent in each LbWriter call, and in GC, while `fn` runs. */
 interface Phases {
   totalMs: number;
-  /** CPU time (user + system, all threads) of the sync: what the machine's load hardly moves. */
+  /** CPU time (user + system, all threads: GC and compiler threads too) of the sync. */
   cpuMs: number;
+  /** The main thread's time on a CPU during the sync (/proc/self/task/<pid>/schedstat). */
+  mainThreadCpuMs: number;
   desiredMs: number;
   upsertBackendsMs: number;
   updateFrontendsMs: number;
@@ -151,9 +162,17 @@ function timeDesired(t: Record<string, number>): () => void {
   };
 }
 
+/** ns the main thread has spent on a CPU (schedstat's first field). */
+function mainThreadCpuNs(): number {
+  return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]);
+}
+
+let profiler: Session | undefined;
+
 async function fullSync(
   pinRoot: string,
   raw: ReturnType<typeof rawObjects>,
+  profileTo?: string,
 ): Promise<{ report: SyncReport; phases: Phases; readBackMs: number }> {
   const lb = LbMaps.open({ pinRoot, sizes: lbSizesFor(65536) });
   try {
@@ -170,17 +189,32 @@ async function fullSync(
     // Let the garbage of filling the cache go first, as the agent's event loop would.
     await new Promise((r) => setTimeout(r, 50));
     const untime = timeDesired(t);
+    if (profileTo) {
+      profiler ??= new Session();
+      profiler.connect();
+      await profiler.post('Profiler.enable');
+      await profiler.post('Profiler.setSamplingInterval', { interval: 100 });
+      await profiler.post('Profiler.start');
+    }
     gcMs = 0;
     const c0 = process.cpuUsage();
+    const m0 = mainThreadCpuNs();
     const t0 = performance.now();
     const rep = reconciler.sync(true);
     const totalMs = performance.now() - t0;
+    const mainThreadCpuMs = (mainThreadCpuNs() - m0) / 1e6;
     const cpu = process.cpuUsage(c0);
     untime();
+    if (profiler && profileTo) {
+      const { profile } = await profiler.post('Profiler.stop');
+      writeFileSync(profileTo, JSON.stringify(profile));
+      profiler.disconnect();
+    }
     await new Promise((r) => setTimeout(r, 20)); // the GC observer reports asynchronously
     const phases: Phases = {
       totalMs,
       cpuMs: (cpu.user + cpu.system) / 1000,
+      mainThreadCpuMs,
       desiredMs: t.desired ?? 0,
       upsertBackendsMs: t.upsertBackends ?? 0,
       updateFrontendsMs: t.updateFrontends ?? 0,
@@ -215,7 +249,13 @@ async function main() {
   try {
     for (let round = 0; round < ROUNDS; round++) {
       const pinRoot = `${root}/r${round}`;
-      const c = await fullSync(pinRoot, raw);
+      const profileDir = args['cpu-prof'];
+      if (profileDir) mkdirSync(profileDir, { recursive: true });
+      const c = await fullSync(
+        pinRoot,
+        raw,
+        profileDir ? `${profileDir}/agent-sync-cold-${round + 1}.cpuprofile` : undefined,
+      );
       const w = await fullSync(pinRoot, raw);
       if (c.report.frontendsWritten !== SERVICES || c.report.failed !== 0) {
         throw new Error(`cold sync wrote ${c.report.frontendsWritten} frontends, ${c.report.failed} failed`);
